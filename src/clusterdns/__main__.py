@@ -1,0 +1,7 @@
+"""`python -m clusterdns` is the `clusterdns` command."""
+
+import sys
+
+from clusterdns.cli import main
+
+sys.exit(main())

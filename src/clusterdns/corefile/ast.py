@@ -1,0 +1,52 @@
+"""The parsed Corefile: server blocks made of directives, each remembering where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clusterdns.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One word of the Corefile (quotes removed, environment substituted)."""
+
+    text: str
+    file: str
+    line: int
+
+
+@dataclass(slots=True)
+class Directive:
+    """A line `name arg… [{ child lines }]`; children are themselves Directives.
+
+    Inside a plugin's block, each line is a child whose `name` is the option.
+    """
+
+    name: str
+    args: list[Token]
+    file: str
+    line: int
+    children: list[Directive] = field(default_factory=list)
+    has_block: bool = False
+
+    @property
+    def values(self) -> list[str]:
+        return [t.text for t in self.args]
+
+    def error(self, message: str, line: int | None = None) -> ConfigError:
+        """An error that points at this directive (or at `line` inside it)."""
+        return ConfigError(message, self.file, line if line is not None else self.line)
+
+    def arg_error(self) -> ConfigError:
+        return self.error(f"wrong argument count or unexpected line ending after '{self.name}'")
+
+
+@dataclass(slots=True)
+class ServerBlock:
+    """`key… { directive… }` with keys as written (zones, ports, CIDRs)."""
+
+    keys: list[Token]
+    directives: list[Directive]
+    file: str
+    line: int

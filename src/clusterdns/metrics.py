@@ -1,0 +1,105 @@
+"""CoreDNS's core metrics (plugin/metrics/vars): same names, labels and buckets.
+
+They are process-wide, like CoreDNS's package variables, so a reload keeps their values.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import prometheus_client
+from prometheus_client import Counter, Gauge, Histogram
+
+from clusterdns import __version__
+
+prometheus_client.disable_created_metrics()
+
+NS = "coredns"
+#: CoreDNS's plugin.TimeBuckets and SizeBuckets.
+TIME_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
+SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
+#: Types CoreDNS reports by name in the `type` label; everything else is "other".
+MONITORED_TYPES = frozenset(
+    {"A", "AAAA", "AXFR", "CNAME", "DNSKEY", "DS", "HTTPS", "IXFR", "MX", "NAPTR", "NS"}
+    | {"NSEC", "NSEC3", "PTR", "SOA", "SRV", "SVCB", "TXT"}
+)
+
+REQUEST_COUNT = Counter(
+    "requests_total",
+    "Counter of DNS requests made per zone, protocol and family.",
+    ["server", "zone", "view", "proto", "family", "type"],
+    namespace=NS,
+    subsystem="dns",
+)
+REQUEST_DURATION = Histogram(
+    "request_duration_seconds",
+    "Histogram of the time (in seconds) each request took per zone.",
+    ["server", "zone", "view", "type"],
+    namespace=NS,
+    subsystem="dns",
+    buckets=TIME_BUCKETS,
+)
+REQUEST_SIZE = Histogram(
+    "request_size_bytes",
+    "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.",
+    ["server", "zone", "view", "proto"],
+    namespace=NS,
+    subsystem="dns",
+    buckets=SIZE_BUCKETS,
+)
+REQUEST_DO = Counter(
+    "do_requests_total",
+    "Counter of DNS requests with DO bit set per zone.",
+    ["server", "zone", "view"],
+    namespace=NS,
+    subsystem="dns",
+)
+RESPONSE_SIZE = Histogram(
+    "response_size_bytes",
+    "Size of the returned response in bytes.",
+    ["server", "zone", "view", "proto"],
+    namespace=NS,
+    subsystem="dns",
+    buckets=SIZE_BUCKETS,
+)
+RESPONSE_RCODE = Counter(
+    "responses_total",
+    "Counter of response status codes.",
+    ["server", "zone", "view", "rcode", "plugin"],
+    namespace=NS,
+    subsystem="dns",
+)
+PANIC = Counter("panics_total", "A metrics that counts the number of panics.", namespace=NS)
+PLUGIN_ENABLED = Gauge(
+    "plugin_enabled",
+    "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+    ["server", "zone", "view", "name"],
+    namespace=NS,
+)
+BUILD_INFO = Gauge(
+    "build_info",
+    "A metric with a constant '1' value labeled by version, revision, and goversion from which "
+    "CoreDNS was built.",
+    ["version", "revision", "goversion"],
+    namespace=NS,
+)
+BUILD_INFO.labels(__version__, "", f"python{platform.python_version()}").set(1)
+
+
+def type_label(qtype: str) -> str:
+    return qtype if qtype in MONITORED_TYPES else "other"
+
+
+RELOAD_FAILED = Counter(
+    "failed_total",
+    "Counter of the number of failed reload attempts.",
+    namespace=NS,
+    subsystem="reload",
+)
+RELOAD_INFO = Gauge(
+    "version_info",
+    "A metric with a constant '1' value labeled by hash, and value which type of hash generated.",
+    ["hash", "value"],
+    namespace=NS,
+    subsystem="reload",
+)

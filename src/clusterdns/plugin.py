@@ -1,0 +1,132 @@
+"""What every plugin provides: setup from its Corefile directive, a handler, and hooks.
+
+A handler is `async serve(req) -> Message`: it answers, or calls `self.next(req)` (the next
+plugin in registry order), or raises PluginError, mirroring CoreDNS's `(rcode, err)` return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import dns.message
+
+from clusterdns.corefile.ast import Directive
+from clusterdns.errors import ConfigError, PluginError
+from clusterdns.request import Request
+
+if TYPE_CHECKING:
+    from clusterdns.corefile.keys import ZoneAddr
+    from clusterdns.runtime import Runtime
+
+Handler = Callable[[Request], Awaitable[dns.message.Message]]
+
+
+@dataclass(slots=True)
+class SetupContext:
+    """What a plugin's setup may know about its server block (no sockets, no network)."""
+
+    file: str
+    keys: list[ZoneAddr]
+    default_port: int = 53
+    warnings: list[str] = field(default_factory=list)
+    # Block-wide settings written by configuration-only plugins (bind, …).
+    bind_hosts: list[str] = field(default_factory=list)
+    bind_except: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def zones(self) -> list[str]:
+        """The server block's zones, deduplicated, in key order."""
+        seen: list[str] = []
+        for k in self.keys:
+            if k.zone not in seen:
+                seen.append(k.zone)
+        return seen
+
+    def warn(self, d: Directive, message: str) -> None:
+        self.warnings.append(f"{d.file}:{d.line} - {message}")
+
+
+class Plugin:
+    """Base class. Subclasses set `name`, implement `setup`, and usually `serve`."""
+
+    name: ClassVar[str] = ""
+    #: False for plugins that only configure the server (bind) and sit outside the chain.
+    handler: ClassVar[bool] = True
+    #: CoreDNS rejects most plugins given twice in one server block.
+    once: ClassVar[bool] = True
+
+    next: Handler
+
+    @classmethod
+    def setup(cls, directives: list[Directive], ctx: SetupContext) -> Plugin:
+        """Parse this plugin's lines of one server block into a configured instance."""
+        raise NotImplementedError
+
+    async def serve(self, req: Request) -> dns.message.Message:
+        return await self.next(req)
+
+    def ready(self) -> bool | None:
+        """None: does not take part in readiness; else whether it is ready to serve."""
+        return None
+
+    async def start(self, rt: Runtime) -> None:
+        """Acquire what the plugin needs at run time (files, sockets, tasks)."""
+
+    async def stop(self) -> None:
+        """Release what `start` acquired; called on reload (old config) and on exit."""
+
+    async def shutdown(self) -> None:
+        """Called once before the process exits (lameduck lives here)."""
+
+
+def terminal(after: str) -> Handler:
+    """The handler behind the last plugin: CoreDNS's NextOrFailure error."""
+
+    async def no_next(req: Request) -> dns.message.Message:
+        raise PluginError(after, "no next plugin found")
+
+    return no_next
+
+
+# ---- small parsing helpers shared by plugin setups ---------------------------------------
+
+
+def expect_args(d: Directive, low: int, high: int | None = None) -> list[str]:
+    """The directive's argument texts, or an error when their count is outside [low, high]."""
+    n = len(d.args)
+    if n < low or (high is not None and n > high):
+        raise d.arg_error()
+    return d.values
+
+
+def no_block(d: Directive) -> None:
+    if d.children:
+        raise d.error(f"{d.name}: unexpected block")
+
+
+def unknown_option(plugin: str, opt: Directive) -> ConfigError:
+    return opt.error(f"{plugin}: unknown property '{opt.name}'")
+
+
+def parse_duration(d: Directive, text: str) -> float:
+    """Go's time.ParseDuration subset used in Corefiles: 300ms, 5s, 1m, 1h30m, 2h."""
+    from clusterdns.durations import parse_go_duration
+
+    try:
+        return parse_go_duration(text)
+    except ValueError as e:
+        raise d.error(f"{d.name}: invalid duration '{text}': {e}") from None
+
+
+def parse_int(d: Directive, text: str, low: int | None = None, high: int | None = None) -> int:
+    try:
+        v = int(text, 10)
+    except ValueError:
+        raise d.error(f"{d.name}: '{text}' is not a number") from None
+    if (low is not None and v < low) or (high is not None and v > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise d.error(f"{d.name}: {v} is out of range, must be {bounds}")
+    return v

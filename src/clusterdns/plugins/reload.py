@@ -1,0 +1,106 @@
+"""reload: re-read the Corefile when its contents change and switch to it without a restart.
+
+Syntax::
+
+    reload [INTERVAL] [JITTER]
+
+INTERVAL (default 30s, at least 2s) is how often the Corefile's SHA512 is checked; each wait
+is INTERVAL ± a random JITTER (default 15s, at least 1s, at most INTERVAL/2) so replicas do
+not all reload at once. A valid new Corefile replaces the running one (listeners that stay are
+kept open); an invalid one is logged, counted in coredns_reload_failed_total, and the old
+configuration keeps serving. The plugin is server-wide: one watcher runs however many server
+blocks name it. SIGUSR1 reloads at once, with or without this plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from clusterdns import metrics
+from clusterdns.corefile.ast import Directive
+from clusterdns.plugin import Plugin, SetupContext, expect_args, no_block, parse_duration
+
+if TYPE_CHECKING:
+    from clusterdns.runtime import Runtime
+
+log = logging.getLogger("clusterdns")
+
+DEFAULT_INTERVAL = 30.0
+DEFAULT_JITTER = 15.0
+MIN_INTERVAL = 2.0
+MIN_JITTER = 1.0
+
+
+class Reload(Plugin):
+    name = "reload"
+    handler = False
+
+    def __init__(self, interval: float, jitter: float) -> None:
+        self.interval = interval
+        self.jitter = jitter
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def setup(cls, directives: list[Directive], ctx: SetupContext) -> Reload:
+        d = directives[0]
+        args = expect_args(d, 0, 2)
+        no_block(d)
+        interval, jitter = DEFAULT_INTERVAL, DEFAULT_JITTER
+        if args:
+            interval = parse_duration(d, args[0])
+            if interval < MIN_INTERVAL:
+                raise d.error(
+                    f"reload: interval value must be greater or equal to {MIN_INTERVAL:g}s"
+                )
+        if len(args) == 2:
+            jitter = parse_duration(d, args[1])
+            if jitter < MIN_JITTER:
+                raise d.error(f"reload: jitter value must be greater or equal to {MIN_JITTER:g}s")
+        if jitter > interval / 2:
+            ctx.warn(
+                d,
+                f"reload: jitter {jitter:g}s is over half the interval, using {interval / 2:g}s",
+            )
+            jitter = interval / 2
+        return cls(interval, jitter)
+
+    async def start(self, rt: Runtime) -> None:
+        cfg = rt.starting
+        metrics.RELOAD_INFO.clear()
+        metrics.RELOAD_INFO.labels("sha512", cfg.digest).set(1)
+        first = next(p for p in cfg.plugins() if isinstance(p, Reload))
+        if first is self:  # one watcher per configuration, however many blocks name reload
+            self._task = asyncio.get_running_loop().create_task(self._watch(rt, cfg.path))
+
+    async def _watch(self, rt: Runtime, path: str) -> None:
+        tried = ""
+        while True:
+            wait = self.interval + random.uniform(-self.jitter, self.jitter)
+            await asyncio.sleep(max(MIN_INTERVAL / 2, wait))
+            now = _digest(path)
+            if now and now != rt.config.digest and now != tried:
+                tried = now  # an invalid file is reported once, not every interval
+                rt.request_reload()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def _digest(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha512(f.read()).hexdigest()
+    except OSError:
+        return ""
+
+
+PLUGIN = Reload

@@ -1,0 +1,79 @@
+"""The one place that knows which plugins exist and the order they run in.
+
+The order is CoreDNS's plugin.cfg: a plugin's position here, never its position in the Corefile,
+decides where it sits in the chain.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from clusterdns.corefile.ast import Directive
+from clusterdns.errors import ConfigError
+from clusterdns.plugin import Plugin
+
+#: CoreDNS's plugin.cfg, in execution order. `proxy` (removed from CoreDNS in 1.7) keeps the
+#: place it had, next to forward, so old Corefiles still order correctly.
+ORDER: tuple[str, ...] = (
+    "metadata", "cancel", "tls", "reload", "nsid", "bufsize", "root", "bind", "debug", "trace",
+    "ready", "health", "pprof", "prometheus", "errors", "log", "dnstap", "acl", "any", "chaos",
+    "loadbalance", "cache", "rewrite", "dnssec", "autopath", "template", "transfer", "hosts",
+    "route53", "azure", "clouddns", "federation", "k8s_external", "kubernetes", "file", "auto",
+    "secondary", "etcd", "loop", "forward", "proxy", "grpc", "erratic", "whoami", "on", "sign",
+    "fanout",
+)  # fmt: skip
+
+#: Directives implemented here: name -> module under clusterdns.plugins.
+AVAILABLE: dict[str, str] = {
+    "reload": "reload",
+    "bufsize": "bufsize",
+    "bind": "bind",
+    "ready": "ready",
+    "health": "health",
+    "prometheus": "prometheus",
+    "errors": "errors",
+    "log": "log",
+    "any": "any",
+    "chaos": "chaos",
+    "loadbalance": "loadbalance",
+    "hosts": "hosts",
+    "whoami": "whoami",
+}
+
+#: Directives that later work will bring; named so users know it is coming, not a typo.
+PLANNED: dict[str, str] = {
+    "kubernetes": "the kubernetes plugin",
+    "forward": "forward, cache, loop and autopath",
+    "proxy": "forward, cache, loop and autopath (proxy runs as forward)",
+    "cache": "forward, cache, loop and autopath",
+    "loop": "forward, cache, loop and autopath",
+    "autopath": "forward, cache, loop and autopath",
+}
+
+_RANK = {name: i for i, name in enumerate(ORDER)}
+
+
+def rank(name: str) -> int:
+    return _RANK[name]
+
+
+def plugin_class(d: Directive) -> type[Plugin]:
+    """The class for directive `d`, or a ConfigError that says why there is none."""
+    name = d.name
+    if name in AVAILABLE:
+        mod = importlib.import_module(f"clusterdns.plugins.{AVAILABLE[name]}")
+        cls: type[Plugin] = mod.PLUGIN
+        return cls
+    if name in PLANNED:
+        raise ConfigError(
+            f"plugin '{name}' is not available yet in ClusterDNS (coming with {PLANNED[name]})",
+            d.file,
+            d.line,
+        )
+    if name in _RANK:
+        raise ConfigError(f"plugin '{name}' is not supported by ClusterDNS", d.file, d.line)
+    raise ConfigError(f"unknown directive '{name}'", d.file, d.line)
+
+
+def available() -> list[str]:
+    return sorted(AVAILABLE)

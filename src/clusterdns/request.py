@@ -1,0 +1,103 @@
+"""The request every plugin sees: the query plus what the server knows about who asked."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One query on its way through a server block's plugin chain.
+
+    `qname` is lower-cased for matching; `name` keeps the case the client used so answers can
+    echo it (as CoreDNS's `state.Name()`).
+    """
+
+    msg: dns.message.Message
+    remote_ip: str
+    remote_port: int
+    proto: str  # "udp" or "tcp"
+    size: int  # wire size of the query
+    local_ip: str = ""
+    local_port: int = 0
+    server: str = ""  # metrics label, e.g. "dns://:53"
+    zone: str = "."  # the server block zone that matched
+    bufsize: int = 512  # the client's EDNS0 UDP size (or 512 without EDNS0)
+    start: float = field(default_factory=time.perf_counter)
+    answered_by: str = ""  # the plugin that produced the response
+    trace: list[str] = field(default_factory=list)
+    #: Called once the response is on the wire: (request, response, wire size). The log and
+    #: prometheus plugins record what was really written, as CoreDNS's recorder does.
+    after_write: list[Callable[[Request, dns.message.Message, int], None]] = field(
+        default_factory=list
+    )
+    _qname: str = ""
+
+    @property
+    def question(self) -> dns.rrset.RRset:
+        return self.msg.question[0]
+
+    @property
+    def name(self) -> dns.name.Name:
+        return self.msg.question[0].name
+
+    @property
+    def qname(self) -> str:
+        if not self._qname:
+            self._qname = self.msg.question[0].name.to_text().lower()
+        return self._qname
+
+    @property
+    def qtype(self) -> int:
+        return int(self.msg.question[0].rdtype)
+
+    @property
+    def qclass(self) -> int:
+        return int(self.msg.question[0].rdclass)
+
+    @property
+    def type_text(self) -> str:
+        return dns.rdatatype.to_text(self.msg.question[0].rdtype)
+
+    @property
+    def class_text(self) -> str:
+        return dns.rdataclass.to_text(self.msg.question[0].rdclass)
+
+    @property
+    def edns(self) -> bool:
+        return self.msg.edns >= 0
+
+    @property
+    def do(self) -> bool:
+        return bool(self.msg.ednsflags & dns.flags.DO)
+
+    @property
+    def family(self) -> int:
+        """1 for IPv4, 2 for IPv6 (the values CoreDNS uses in its `family` label)."""
+        return 2 if ":" in self.remote_ip else 1
+
+    def reply(
+        self, rcode: int = dns.rcode.NOERROR, authoritative: bool = False
+    ) -> dns.message.Message:
+        """A response skeleton: same ID and question (case as asked), RD/CD copied, QR set.
+
+        EDNS0 is added by the server when it writes the answer, from the client's OPT.
+        """
+        q = self.msg
+        r = dns.message.Message(id=q.id)
+        r.flags = dns.flags.QR | (q.flags & (dns.flags.RD | dns.flags.CD))
+        if authoritative:
+            r.flags |= dns.flags.AA
+        r.question = list(q.question)
+        r.set_rcode(rcode)
+        return r

@@ -1,0 +1,160 @@
+"""The running server: listeners, HTTP endpoints and plugins of the current config.
+
+A reload builds the new config completely, starts its plugins and binds its new addresses
+before swapping routes; listeners present in both configs stay open, so no query is dropped.
+If anything fails on the way, the old config keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from clusterdns import metrics
+from clusterdns.config import Config, ListenAddr
+from clusterdns.errors import ConfigErrors
+from clusterdns.plugin import Plugin
+from clusterdns.server.dispatch import Router
+from clusterdns.server.http import HttpRegistry
+from clusterdns.server.listener import Listener
+
+log = logging.getLogger("clusterdns")
+
+
+class Runtime:
+    def __init__(self, config: Config, default_port: int = 53) -> None:
+        self.config = config
+        self.default_port = default_port
+        self.http = HttpRegistry()
+        self.listeners: dict[ListenAddr, Listener] = {}
+        self.stopping = asyncio.Event()
+        self.shutting_down = False
+        self.exit_code = 0  # a plugin that stops the server (loop) sets 1
+        self._reload_lock = asyncio.Lock()
+        self.starting = config  # the config whose plugins are being started
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    def plugins(self) -> list[Plugin]:
+        return self.config.plugins()
+
+    async def start(self) -> None:
+        """Start plugins and bind every address; on failure undo and raise."""
+        await self._start_plugins(self.config)
+        try:
+            for addr, zones in self.config.routes.items():
+                lst = Listener(addr, Router(addr, zones))
+                await lst.start()
+                self.listeners[addr] = lst
+        except OSError:
+            await self._close_listeners(list(self.listeners))
+            await self._stop_plugins(self.config)
+            await self.http.close()
+            raise
+        self._set_enabled(self.config)
+        for w in self.config.warnings:
+            log.warning("%s", w)
+        for addr, lst in self.listeners.items():
+            log.info("%s listening on %s:%d", addr.label, lst.local[0] or "*", lst.local[1])
+
+    async def _start_plugins(self, cfg: Config) -> None:
+        started: list[Plugin] = []
+        self.starting = cfg
+        try:
+            for p in cfg.plugins():
+                await p.start(self)
+                started.append(p)
+        except BaseException:
+            for p in reversed(started):
+                await p.stop()
+            raise
+
+    async def _stop_plugins(self, cfg: Config) -> None:
+        for p in reversed(cfg.plugins()):
+            try:
+                await p.stop()
+            except Exception:
+                log.exception("stopping plugin/%s failed", p.name)
+
+    async def _close_listeners(self, addrs: list[ListenAddr]) -> None:
+        for a in addrs:
+            lst = self.listeners.pop(a, None)
+            if lst is not None:
+                await lst.stop()
+
+    def _set_enabled(self, cfg: Config) -> None:
+        metrics.PLUGIN_ENABLED.clear()
+        for addr, zones in cfg.routes.items():
+            for zone, block in zones.items():
+                for p in block.plugins:
+                    metrics.PLUGIN_ENABLED.labels(addr.label, zone, "", p.name).set(1)
+
+    async def reload(self, new: Config) -> bool:
+        """Swap to `new`; False (old config still serving) if it cannot start."""
+        async with self._reload_lock:
+            try:
+                await self._start_plugins(new)
+            except Exception as e:
+                log.error("reload: starting the new configuration failed: %s", e)
+                return False
+            added: dict[ListenAddr, Listener] = {}
+            try:
+                for addr, zones in new.routes.items():
+                    if addr not in self.listeners:
+                        lst = Listener(addr, Router(addr, zones))
+                        await lst.start()
+                        added[addr] = lst
+            except OSError as e:
+                for lst in added.values():
+                    await lst.stop()
+                await self._stop_plugins(new)
+                log.error("reload: cannot listen: %s", e)
+                return False
+            for addr, zones in new.routes.items():
+                if addr in self.listeners:
+                    self.listeners[addr].router.zones = zones
+            gone = [a for a in self.listeners if a not in new.routes]
+            self.listeners.update(added)
+            old, self.config = self.config, new
+            await self._close_listeners(gone)
+            await self._stop_plugins(old)
+            self._set_enabled(new)
+            for w in new.warnings:
+                log.warning("%s", w)
+            return True
+
+    def request_reload(self) -> None:
+        """Reload from the Corefile in a task of its own (the caller may be stopped by it)."""
+        task = asyncio.get_running_loop().create_task(self.reload_file())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload_file(self) -> bool:
+        """Re-read the Corefile the server was started with and apply it if valid."""
+        from clusterdns import config as config_mod
+
+        try:
+            path = None if self.config.path == "<default>" else self.config.path
+            new = config_mod.load(path, self.default_port)
+        except ConfigErrors as e:
+            for err in e.errors:
+                log.error("reload: %s", err)
+            metrics.RELOAD_FAILED.inc()
+            return False
+        if new.digest == self.config.digest:
+            return True
+        ok = await self.reload(new)
+        if not ok:
+            metrics.RELOAD_FAILED.inc()
+        else:
+            log.info("plugin/reload: Running configuration SHA512 = %s", new.digest)
+        return ok
+
+    async def stop(self) -> None:
+        """Graceful stop: lameduck (plugins' shutdown hooks), then close everything."""
+        self.shutting_down = True
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*(p.shutdown() for p in self.plugins()), return_exceptions=True)
+        await self._close_listeners(list(self.listeners))
+        await self._stop_plugins(self.config)
+        await self.http.close()

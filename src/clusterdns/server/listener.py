@@ -1,0 +1,180 @@
+"""UDP and TCP listeners for one address; both hand bytes to the address's Router.
+
+TCP follows RFC 7766: two-byte length framing, pipelined queries answered as they complete,
+an idle timeout, and a bound on open connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Coroutine
+from typing import Any, cast
+
+from clusterdns.config import ListenAddr
+from clusterdns.server.dispatch import Router
+
+log = logging.getLogger("clusterdns.server")
+
+TCP_IDLE_TIMEOUT = 8.0  # miekg/dns's default idle timeout, which CoreDNS keeps
+TCP_MAX_CONNECTIONS = 1024
+TCP_MAX_INFLIGHT = 64  # queries one TCP connection may have in flight
+
+
+def _socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
+    """A bound socket; "" means every address, IPv6 dual-stack when the host has IPv6."""
+    if host == "":
+        family = socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET
+        bind_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        bind_host = host
+    sock = socket.socket(family, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host == "":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((bind_host, port))
+    except OSError:
+        if host == "" and family == socket.AF_INET6:
+            sock.close()
+            return _socket("0.0.0.0", port, kind)
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.listener.spawn(self._answer(data, addr))
+
+    async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
+        wire = await self.listener.router.handle(data, addr, self.listener.local, "udp")
+        if wire is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(wire, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
+
+
+class _Tcp(asyncio.Protocol):
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.inflight = 0
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1]) if peer else ("", 0)
+        if len(self.listener.conns) >= TCP_MAX_CONNECTIONS:
+            log.warning("too many TCP connections, closing one from %s", self.peer[0])
+            self.transport.abort()
+            return
+        self.listener.conns.add(self)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.conns.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()
+        self.transport = None
+
+    def _arm(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle = loop.call_later(TCP_IDLE_TIMEOUT, self._timeout)
+
+    def _timeout(self) -> None:
+        if self.transport is not None and self.inflight == 0:
+            self.transport.close()
+        elif self.transport is not None:
+            self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while len(self.buf) >= 2:
+            n = int.from_bytes(self.buf[:2], "big")
+            if n < 12:  # cannot hold a DNS header: garbage, drop the connection
+                self.close()
+                return
+            if len(self.buf) < 2 + n:
+                break
+            msg = bytes(self.buf[2 : 2 + n])
+            del self.buf[: 2 + n]
+            self.inflight += 1
+            self.listener.spawn(self._answer(msg))
+        if self.inflight >= TCP_MAX_INFLIGHT and self.transport is not None:
+            self.transport.pause_reading()
+        self._arm()
+
+    async def _answer(self, data: bytes) -> None:
+        try:
+            wire = await self.listener.router.handle(data, self.peer, self.listener.local, "tcp")
+        finally:
+            self.inflight -= 1
+            if self.transport is not None and self.inflight < TCP_MAX_INFLIGHT:
+                self.transport.resume_reading()
+        if wire is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(len(wire).to_bytes(2, "big") + wire)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Listener:
+    """The UDP socket and TCP server of one ListenAddr."""
+
+    def __init__(self, addr: ListenAddr, router: Router) -> None:
+        self.addr = addr
+        self.router = router
+        self.local: tuple[str, int] = (addr.host, addr.port)
+        self.conns: set[_Tcp] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        tsock = _socket(self.addr.host, self.addr.port, socket.SOCK_STREAM)
+        port = tsock.getsockname()[1]
+        try:
+            usock = _socket(self.addr.host, port, socket.SOCK_DGRAM)
+        except OSError:
+            tsock.close()
+            raise
+        self.local = (tsock.getsockname()[0], port)
+        self._tcp = await loop.create_server(lambda: _Tcp(self), sock=tsock, backlog=512)
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=usock)
+
+    async def stop(self) -> None:
+        """Stop accepting, let queries in flight finish briefly, then close connections."""
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=2.0)
+        for c in list(self.conns):
+            c.close()
+        if self._tcp is not None:
+            await self._tcp.wait_closed()

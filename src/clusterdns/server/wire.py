@@ -1,0 +1,83 @@
+"""From bytes to a query and from a response to bytes; dnspython does the wire format.
+
+Acceptance follows miekg/dns's default MsgAcceptFunc, which CoreDNS uses: responses and
+runts are ignored, opcodes other than QUERY get NOTIMP, odd section counts get FORMERR.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+
+HEADER = struct.Struct("!HHHHHH")
+MIN_UDP = 512
+
+
+class Rejected(Exception):
+    """The query cannot be served; `wire` is the reply to send (or None to stay silent)."""
+
+    def __init__(self, wire: bytes | None, reason: str) -> None:
+        self.wire = wire
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _header_reply(qid: int, flags: int, rcode: int) -> bytes:
+    """A header-only reply: ID, opcode and RD copied, QR set, the given rcode."""
+    opcode_bits = flags & 0x7800
+    out = dns.flags.QR | opcode_bits | (flags & dns.flags.RD) | (rcode & 0xF)
+    return HEADER.pack(qid, out, 0, 0, 0, 0)
+
+
+def parse_query(data: bytes) -> dns.message.Message:
+    """Decode a query or raise Rejected with the reply the client should get."""
+    if len(data) < HEADER.size:
+        raise Rejected(None, "short packet")
+    qid, flags, qd, an, ns, ar = HEADER.unpack_from(data)
+    if flags & dns.flags.QR:
+        raise Rejected(None, "packet is a response")
+    if dns.opcode.from_flags(flags) != dns.opcode.QUERY:
+        raise Rejected(_header_reply(qid, flags, dns.rcode.NOTIMP), "opcode not implemented")
+    if qd != 1 or an > 1 or ns > 1 or ar > 2:
+        raise Rejected(_header_reply(qid, flags, dns.rcode.FORMERR), "bad section counts")
+    try:
+        msg = dns.message.from_wire(data, ignore_trailing=True, one_rr_per_rrset=True)
+    except dns.message.BadEDNS:
+        raise Rejected(_header_reply(qid, flags, dns.rcode.FORMERR), "bad EDNS") from None
+    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
+        raise Rejected(_header_reply(qid, flags, dns.rcode.FORMERR), "malformed") from None
+    if not msg.question:
+        raise Rejected(_header_reply(qid, flags, dns.rcode.FORMERR), "no question")
+    return msg
+
+
+def udp_limit(query: dns.message.Message) -> int:
+    """The largest UDP answer this client accepts (RFC 6891: never below 512)."""
+    if query.edns < 0:
+        return MIN_UDP
+    return max(MIN_UDP, query.payload)
+
+
+def finish(resp: dns.message.Message, query: dns.message.Message) -> None:
+    """Give the response the EDNS0 the client can take, as CoreDNS's SizeAndDo does.
+
+    With an OPT in the query, the reply carries one that reflects the client's UDP size (as
+    the bufsize plugin may have lowered it) and DO bit; without one, the reply has none.
+    """
+    rcode = resp.rcode()
+    if query.edns >= 0:
+        do = query.ednsflags & dns.flags.DO
+        resp.use_edns(0, do, max(MIN_UDP, query.payload))
+        resp.set_rcode(rcode)  # re-apply: extended rcode bits live in the OPT
+    else:
+        resp.use_edns(None)
+
+
+def render(resp: dns.message.Message, limit: int) -> bytes:
+    """Wire bytes of at most `limit`; what does not fit is dropped and TC set (client retries)."""
+    return resp.to_wire(max_size=limit, prefer_truncation=True)
