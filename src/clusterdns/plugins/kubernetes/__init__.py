@@ -1,0 +1,1 @@
+"""kubernetes: the Kubernetes DNS-Based Service Discovery specification, as CoreDNS serves it."""

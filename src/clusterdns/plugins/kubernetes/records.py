@@ -1,0 +1,241 @@
+"""Compact records: only what DNS needs from Kubernetes objects, built as soon as they arrive.
+
+Both data sources (the API watch and manifest files) hand plain JSON-shaped dicts to the
+`to_*` converters here; the raw objects are never kept. Records are immutable so a reader on
+the serving path never sees one half-updated.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Obj = Mapping[str, Any]
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    name: str
+    protocol: str  # "TCP", "UDP", "SCTP"
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str
+    namespace: str
+    type: str  # ClusterIP, NodePort, LoadBalancer, ExternalName
+    cluster_ips: tuple[str, ...]  # empty for headless and ExternalName services
+    headless: bool
+    external_name: str
+    ports: tuple[Port, ...]
+    publish_not_ready: bool
+    labels: tuple[tuple[str, str], ...] = ()
+    version: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One endpoint address; `hostname`/`target` feed the endpoint's DNS name."""
+
+    ip: str
+    hostname: str
+    node_name: str
+    target: str  # the pod name of targetRef (empty when not a Pod or too long for a label)
+    ready: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """One EndpointSlice (or a legacy Endpoints object) belonging to service `service`."""
+
+    name: str
+    namespace: str
+    service: str
+    addresses: tuple[Address, ...]
+    ports: tuple[Port, ...]
+    version: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    name: str
+    namespace: str
+    ips: tuple[str, ...]
+    deleting: bool
+    version: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    version: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("", self.name)
+
+
+Record = Service | Endpoints | Pod | Namespace
+
+
+class BadObject(ValueError):
+    """An object that cannot be turned into a record (missing or malformed fields)."""
+
+
+def _meta(obj: Obj) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise BadObject("metadata is missing")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadObject("metadata.name is missing")
+    ns = meta.get("namespace") or ""
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, Mapping):
+        raise BadObject("metadata.labels is not a map")
+    return (
+        name,
+        str(ns),
+        str(meta.get("resourceVersion") or ""),
+        tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+    )
+
+
+def _ports(raw: Any, where: str) -> tuple[Port, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise BadObject(f"{where} is not a list")
+    out = []
+    for p in raw:
+        if not isinstance(p, Mapping):
+            raise BadObject(f"{where} entry is not a map")
+        port = p.get("port")
+        if port is None:  # EndpointSlice ports may omit the number ("all ports")
+            port = -1
+        if not isinstance(port, int):
+            raise BadObject(f"{where}.port is not a number")
+        out.append(Port(str(p.get("name") or ""), str(p.get("protocol") or "TCP"), port))
+    return tuple(out)
+
+
+def _ip(text: Any, where: str) -> str:
+    try:
+        return str(ipaddress.ip_address(str(text)))
+    except ValueError:
+        raise BadObject(f"{where}: '{text}' is not an IP address") from None
+
+
+def to_service(obj: Obj) -> Service:
+    name, ns, version, labels = _meta(obj)
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, Mapping):
+        raise BadObject("spec is not a map")
+    stype = str(spec.get("type") or "ClusterIP")
+    raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    headless = any(str(ip) == "None" for ip in raw_ips) or (stype != "ExternalName" and not raw_ips)
+    ips = () if headless else tuple(_ip(ip, "spec.clusterIPs") for ip in raw_ips if ip)
+    return Service(
+        name=name,
+        namespace=ns,
+        type=stype,
+        cluster_ips=ips,
+        headless=headless and stype != "ExternalName",
+        external_name=str(spec.get("externalName") or "").rstrip(".").lower(),
+        ports=_ports(spec.get("ports"), "spec.ports"),
+        publish_not_ready=bool(spec.get("publishNotReadyAddresses")),
+        labels=labels,
+        version=version,
+    )
+
+
+def to_endpoint_slice(obj: Obj) -> Endpoints:
+    """EndpointSlice (discovery.k8s.io/v1) → Endpoints; a nil `ready` counts as ready."""
+    name, ns, version, labels = _meta(obj)
+    service = dict(labels).get(SERVICE_NAME_LABEL, "")
+    addrs: list[Address] = []
+    for e in obj.get("endpoints") or []:
+        if not isinstance(e, Mapping):
+            raise BadObject("endpoints entry is not a map")
+        cond = e.get("conditions") or {}
+        ready = cond.get("ready")
+        ref = e.get("targetRef") or {}
+        target = str(ref.get("name") or "") if ref.get("kind", "Pod") == "Pod" else ""
+        if len(target) > 63:
+            target = ""
+        for a in e.get("addresses") or []:
+            addrs.append(
+                Address(
+                    ip=_ip(a, "endpoints.addresses"),
+                    hostname=str(e.get("hostname") or ""),
+                    node_name=str(e.get("nodeName") or ""),
+                    target=target,
+                    ready=ready is None or bool(ready),
+                )
+            )
+    return Endpoints(name, ns, service, tuple(addrs), _ports(obj.get("ports"), "ports"), version)
+
+
+def to_endpoints(obj: Obj) -> list[Endpoints]:
+    """Legacy core/v1 Endpoints → one Endpoints record per subset, as the slice mirror would."""
+    name, ns, version, _ = _meta(obj)
+    out: list[Endpoints] = []
+    for i, sub in enumerate(obj.get("subsets") or []):
+        if not isinstance(sub, Mapping):
+            raise BadObject("subsets entry is not a map")
+        addrs: list[Address] = []
+        for ready, field in ((True, "addresses"), (False, "notReadyAddresses")):
+            for a in sub.get(field) or []:
+                ref = a.get("targetRef") or {}
+                target = str(ref.get("name") or "") if ref.get("kind", "Pod") == "Pod" else ""
+                addrs.append(
+                    Address(
+                        ip=_ip(a.get("ip"), f"subsets.{field}.ip"),
+                        hostname=str(a.get("hostname") or ""),
+                        node_name=str(a.get("nodeName") or ""),
+                        target=target if len(target) <= 63 else "",
+                        ready=ready,
+                    )
+                )
+        ports = _ports(sub.get("ports"), "subsets.ports")
+        out.append(Endpoints(f"{name}-{i}", ns, name, tuple(addrs), ports, version))
+    return out
+
+
+def to_pod(obj: Obj) -> Pod:
+    name, ns, version, _ = _meta(obj)
+    status = obj.get("status") or {}
+    ips = [p.get("ip") for p in status.get("podIPs") or [] if isinstance(p, Mapping)]
+    if not ips and status.get("podIP"):
+        ips = [status["podIP"]]
+    meta = obj.get("metadata") or {}
+    return Pod(
+        name=name,
+        namespace=ns,
+        ips=tuple(_ip(ip, "status.podIPs") for ip in ips if ip),
+        deleting=meta.get("deletionTimestamp") is not None,
+        version=version,
+    )
+
+
+def to_namespace(obj: Obj) -> Namespace:
+    name, _, version, labels = _meta(obj)
+    return Namespace(name, labels, version)
