@@ -267,3 +267,38 @@ def check(srv: Server, cases: list[Case]) -> None:
             assert r.flags & dns.flags.from_text(f), f"{where}: flag {f} not set"
         for f in c.no_flags:
             assert not r.flags & dns.flags.from_text(f), f"{where}: flag {f} set"
+
+
+# ---- raw exchanges ------------------------------------------------------------------------
+
+
+def exchange(srv: Server, q: dns.message.Message, proto: str = "udp") -> tuple[bytes, int]:
+    """Send `q` and return the response's exact wire bytes and the client port we used."""
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.settimeout(3)
+        s.bind((HOST, 0))
+        wire = q.to_wire()
+        if proto == "udp":
+            s.sendto(wire, (HOST, srv.port))
+            return s.recvfrom(65535)[0], s.getsockname()[1]
+        s.connect((HOST, srv.port))
+        s.sendall(len(wire).to_bytes(2, "big") + wire)
+        buf = b""
+        while len(buf) < 2 or len(buf) < 2 + int.from_bytes(buf[:2], "big"):
+            chunk = s.recv(65535)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            buf += chunk
+        return buf[2:], s.getsockname()[1]
+
+
+def metric(text: str, sample: str, /, **labels: str) -> float | None:
+    """In /metrics `text`, the value of sample `sample` whose labels are exactly `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample and s.labels == labels:
+                return float(s.value)
+    return None

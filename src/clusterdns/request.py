@@ -19,8 +19,9 @@ import dns.rrset
 class Request:
     """One query on its way through a server block's plugin chain.
 
-    `qname` is lower-cased for matching; `name` keeps the case the client used so answers can
-    echo it (as CoreDNS's `state.Name()`).
+    `qname` is lower-cased for matching (CoreDNS's `state.Name()`); `name` keeps the case the
+    client used (`state.QName()`). On the wire, dnspython compresses names case-insensitively,
+    so an answer owner equal to the question shows the client's case either way.
     """
 
     msg: dns.message.Message

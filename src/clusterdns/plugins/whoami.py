@@ -15,6 +15,9 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.rdtypes.IN.SRV
 import dns.rrset
 
 from clusterdns.corefile.ast import Directive
@@ -34,19 +37,23 @@ class Whoami(Plugin):
 
     async def serve(self, req: Request) -> dns.message.Message:
         m = req.reply(authoritative=True)
-        qname = dns.name.from_text(req.qname)
+        qname = req.name  # the query's case, as CoreDNS's state.QName()
         rdclass = dns.rdataclass.RdataClass(req.qclass)
-        atype = dns.rdatatype.AAAA if req.family == 2 else dns.rdatatype.A
-        addr = dns.rrset.from_rdata_list(
-            qname, 0, [dns.rdata.from_text(rdclass, atype, req.remote_ip)]
+        # Built directly, not from text: dnspython's text parser would read a CH-class A as a
+        # Chaosnet address, while CoreDNS puts the client's IP there whatever the class.
+        addr_rd: dns.rdata.Rdata
+        if req.family == 2:
+            addr_rd = dns.rdtypes.IN.AAAA.AAAA(rdclass, dns.rdatatype.AAAA, req.remote_ip)  # type: ignore[no-untyped-call]
+        else:
+            addr_rd = dns.rdtypes.IN.A.A(rdclass, dns.rdatatype.A, req.remote_ip)  # type: ignore[no-untyped-call]
+        srv_rd = dns.rdtypes.IN.SRV.SRV(  # type: ignore[no-untyped-call]
+            rdclass, dns.rdatatype.SRV, 0, 0, req.remote_port, dns.name.root
         )
-        srv_name = dns.name.from_text(f"_{req.proto}", qname)
-        srv = dns.rrset.from_rdata_list(
-            srv_name,
-            0,
-            [dns.rdata.from_text(rdclass, dns.rdatatype.SRV, f"0 0 {req.remote_port} .")],
-        )
-        m.additional = [addr, srv]
+        srv_name = dns.name.Name((f"_{req.proto}".encode(), *qname.labels))
+        m.additional = [
+            dns.rrset.from_rdata_list(qname, 0, [addr_rd]),
+            dns.rrset.from_rdata_list(srv_name, 0, [srv_rd]),
+        ]
         return m
 
 

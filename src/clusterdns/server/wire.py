@@ -80,4 +80,5 @@ def finish(resp: dns.message.Message, query: dns.message.Message) -> None:
 
 def render(resp: dns.message.Message, limit: int) -> bytes:
     """Wire bytes of at most `limit`; what does not fit is dropped and TC set (client retries)."""
-    return resp.to_wire(max_size=limit, prefer_truncation=True)
+    # want_shuffle=False: keep the order plugins wrote (loadbalance shuffles when asked).
+    return resp.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
