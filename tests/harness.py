@@ -302,3 +302,11 @@ def metric(text: str, sample: str, /, **labels: str) -> float | None:
             if s.name == sample and s.labels == labels:
                 return float(s.value)
     return None
+
+
+def validate_block(tmp: Path, body: str) -> tuple[int, str, Path]:
+    """`-validate` a Corefile `.:1053 { BODY }` written in `tmp`: (exit code, stderr, its path)."""
+    conf = tmp / "Corefile"
+    conf.write_text(".:1053 {\n" + body + "}\n")
+    r = run_cli("-conf", str(conf), "-validate")
+    return r.returncode, r.stderr, conf

@@ -6,15 +6,21 @@ They are process-wide, like CoreDNS's package variables, so a reload keeps their
 from __future__ import annotations
 
 import platform
+import time
+from typing import TYPE_CHECKING
 
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
 
 from clusterdns import __version__
 
+if TYPE_CHECKING:
+    from clusterdns.request import Request
+
 prometheus_client.disable_created_metrics()
 
 NS = "coredns"
+VIEW = ""  # the view plugin does not exist here; CoreDNS reports "" without it
 #: CoreDNS's plugin.TimeBuckets and SizeBuckets.
 TIME_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
 SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
@@ -84,6 +90,34 @@ BUILD_INFO = Gauge(
     namespace=NS,
 )
 BUILD_INFO.labels(__version__, "", f"python{platform.python_version()}").set(1)
+
+
+#: miekg/dns's rcode names, as CoreDNS prints them in logs and labels.
+RCODE_NAMES = {
+    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+    6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADSIG",
+    17: "BADKEY", 18: "BADTIME", 19: "BADMODE", 20: "BADNAME", 21: "BADALG", 22: "BADTRUNC",
+    23: "BADCOOKIE",
+}  # fmt: skip
+
+
+def rcode_label(rcode: int) -> str:
+    """CoreDNS's rcode.ToString: the miekg/dns name, or RCODE<n>."""
+    return RCODE_NAMES.get(rcode, f"RCODE{rcode}")
+
+
+def report(req: Request, zone: str, rcode: int, plugin: str, size: int, start: float) -> None:
+    """CoreDNS's vars.Report: one query's worth of every per-query metric."""
+    server, proto = req.server, req.proto
+    family = "2" if req.family == 2 else "1"
+    qtype = type_label(req.type_text)
+    if req.do:
+        REQUEST_DO.labels(server, zone, VIEW).inc()
+    REQUEST_COUNT.labels(server, zone, VIEW, proto, family, qtype).inc()
+    REQUEST_DURATION.labels(server, zone, VIEW, qtype).observe(time.perf_counter() - start)
+    RESPONSE_SIZE.labels(server, zone, VIEW, proto).observe(size)
+    REQUEST_SIZE.labels(server, zone, VIEW, proto).observe(req.size)
+    RESPONSE_RCODE.labels(server, zone, VIEW, rcode_label(rcode), plugin).inc()
 
 
 def type_label(qtype: str) -> str:

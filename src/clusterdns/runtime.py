@@ -86,6 +86,8 @@ class Runtime:
         for addr, zones in cfg.routes.items():
             for zone, block in zones.items():
                 for p in block.plugins:
+                    if not p.handler:  # CoreDNS lists the plugins in the query chain only
+                        continue
                     metrics.PLUGIN_ENABLED.labels(addr.label, zone, "", p.name).set(1)
 
     async def reload(self, new: Config) -> bool:

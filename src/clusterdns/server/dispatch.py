@@ -22,6 +22,10 @@ from clusterdns.server.wire import Rejected, finish, parse_query, render, udp_li
 log = logging.getLogger("clusterdns.server")
 
 
+def _report_dropped(req: Request, resp: dns.message.Message, size: int) -> None:
+    metrics.report(req, "dropped", resp.rcode(), "", size, req.start)
+
+
 class Router:
     """One per listening address; `zones` is swapped whole on reload."""
 
@@ -89,6 +93,8 @@ class Router:
             return req.reply(dns.rcode.BADVERS)
         found = self.route(req.qname, req.qtype)
         if found is None:
+            # CoreDNS's errorAndMetricsFunc: counted under zone "dropped", no plugin.
+            req.after_write.append(_report_dropped)
             return req.reply(dns.rcode.REFUSED)
         req.zone, block = found
         try:

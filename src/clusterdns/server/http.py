@@ -38,7 +38,10 @@ def split_address(addr: str, default_port: int) -> tuple[str, int]:
 class _Site:
     host: str
     port: int
-    routes: dict[str, tuple[object, HttpHandler]] = field(default_factory=dict)
+    #: path -> handlers by owner, newest last; the newest serves. A reload adds the new
+    #: config's owners before removing the old ones, so a failed reload that removes only
+    #: its own owners leaves the old handlers serving.
+    routes: dict[str, list[tuple[object, HttpHandler]]] = field(default_factory=dict)
     server: asyncio.base_events.Server | None = None
     low: web.Server | None = None
 
@@ -58,13 +61,14 @@ class HttpRegistry:
             site.server = await loop.create_server(site.low, host or None, port)
             self._sites[key] = site
             log.debug("http listening on %s:%d", host, port)
-        site.routes[path] = (owner, fn)
+        site.routes.setdefault(path, []).append((owner, fn))
 
     async def remove(self, owner: object) -> None:
         """Drop the routes of `owner`; close the addresses nobody uses any more."""
         for key, site in list(self._sites.items()):
-            for path, (o, _) in list(site.routes.items()):
-                if o is owner:
+            for path, handlers in list(site.routes.items()):
+                handlers[:] = [h for h in handlers if h[0] is not owner]
+                if not handlers:
                     del site.routes[path]
             if not site.routes:
                 await self._close(site)
@@ -86,9 +90,9 @@ class HttpRegistry:
     @staticmethod
     def _dispatcher(site: _Site) -> HttpHandler:
         async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
-            route = site.routes.get(request.path)
-            if route is None:
+            handlers = site.routes.get(request.path)
+            if not handlers:
                 return web.Response(status=404, text="404 page not found\n")
-            return await route[1](request)
+            return await handlers[-1][1](request)
 
         return dispatch
