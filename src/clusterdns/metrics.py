@@ -17,7 +17,7 @@ from clusterdns import __version__
 if TYPE_CHECKING:
     from clusterdns.request import Request
 
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 NS = "coredns"
 VIEW = ""  # the view plugin does not exist here; CoreDNS reports "" without it

@@ -100,5 +100,5 @@ class Request:
         if authoritative:
             r.flags |= dns.flags.AA
         r.question = list(q.question)
-        r.set_rcode(rcode)
+        r.set_rcode(dns.rcode.Rcode.make(rcode))
         return r
