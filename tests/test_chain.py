@@ -65,15 +65,6 @@ def test_plugin_twice_in_a_block_is_an_error(tmp_path: Path) -> None:
     assert f"{conf}:3 - plugin/whoami: this plugin can only be used once per server block" in err
 
 
-def test_planned_plugins_are_named(tmp_path: Path) -> None:
-    code, err, conf = _validate(
-        tmp_path, ".:1053 {\n    whoami\n    forward . 127.0.0.1\n    proxy . 127.0.0.1\n}\n"
-    )
-    assert code == 1
-    assert f"{conf}:3 - plugin 'forward' is not available yet" in err
-    assert f"{conf}:4 - plugin 'proxy' is not available yet" in err
-
-
 def test_coredns_plugins_we_lack_are_named(tmp_path: Path) -> None:
     code, err, conf = _validate(tmp_path, ".:1053 {\n    rewrite name a b\n    whoami\n}\n")
     assert code == 1

@@ -46,6 +46,15 @@ def _corefile_path(arg: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    rest = sys.argv[1:] if argv is None else argv
+    if rest and rest[0] == "manifests":  # subcommands come before CoreDNS's flags
+        from clusterdns.deploy import main as manifests_main
+
+        return manifests_main(rest[1:])
+    if rest and rest[0] == "query":
+        from clusterdns.query import main as query_main
+
+        return query_main(rest[1:])
     a = _args(argv)
     if a.version:
         print(f"{SERVER_NAME}-{__version__}")
@@ -88,6 +97,9 @@ async def _serve(cfg: config_mod.Config, port: int, quiet: bool) -> int:
     except OSError as e:
         print(f"Error: listen: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # a plugin could not start (e.g. no API server configuration)
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
     if not quiet:
         for lst in rt.listeners.values():
             print(f"{lst.addr.transport}://{lst.addr.host or ''}:{lst.local[1]}", flush=True)
@@ -102,8 +114,10 @@ async def _serve(cfg: config_mod.Config, port: int, quiet: bool) -> int:
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for w in waiters:
         w.cancel()
-    log.info("SIGTERM: Shutting down servers then terminating")
-    await rt.stop()
+    fatal = rt.exit_code != 0  # a plugin (loop) stopped the server: exit now, no lameduck
+    if not fatal:
+        log.info("SIGTERM: Shutting down servers then terminating")
+    await rt.stop(lameduck=not fatal)
     return rt.exit_code
 
 

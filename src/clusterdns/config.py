@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dns.message
@@ -82,15 +83,19 @@ def _wrap(plugin: Plugin) -> Handler:
     return handle
 
 
-def build_chain(plugins: list[Plugin]) -> Handler:
-    """Link handlers last to first so each plugin's `next` is the following one."""
+def build_chain(plugins: list[Plugin], wrap: Callable[[Plugin], Handler] = _wrap) -> Handler:
+    """Link handlers last to first so each plugin's `next` is the following one.
+
+    `wrap` binds each plugin's handler; `clusterdns query --trace` passes a tracing one, so
+    serving itself never pays for tracing.
+    """
     handlers = [p for p in plugins if p.handler]
     if not handlers:
         return terminal("server")
     nxt: Handler = terminal(handlers[-1].name)
     for p in reversed(handlers):
         p.next = nxt
-        nxt = _wrap(p)
+        nxt = wrap(p)
     return nxt
 
 

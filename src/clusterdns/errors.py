@@ -32,11 +32,13 @@ class PluginError(Exception):
     """A plugin could not answer; the server replies with `rcode` (SERVFAIL by default).
 
     Mirrors CoreDNS's `(rcode, err)` return: the errors plugin logs these, the log and
-    prometheus plugins record the rcode.
+    prometheus plugins record the rcode. `quiet` is CoreDNS's `(rcode, nil)`: the server writes
+    the rcode but there is no error to log (and no plugin wrote a reply, so nothing caches it).
     """
 
-    def __init__(self, plugin: str, message: str, rcode: int = 2) -> None:
+    def __init__(self, plugin: str, message: str, rcode: int = 2, quiet: bool = False) -> None:
         self.plugin = plugin
         self.rcode = rcode
         self.message = message
+        self.quiet = quiet
         super().__init__(f"plugin/{plugin}: {message}")

@@ -39,7 +39,11 @@ class Runtime:
 
     async def start(self) -> None:
         """Start plugins and bind every address; on failure undo and raise."""
-        await self._start_plugins(self.config)
+        try:
+            await self._start_plugins(self.config)
+        except BaseException:
+            await self.http.close()
+            raise
         try:
             for addr, zones in self.config.routes.items():
                 lst = Listener(addr, Router(addr, zones))
@@ -151,12 +155,13 @@ class Runtime:
             log.info("plugin/reload: Running configuration SHA512 = %s", new.digest)
         return ok
 
-    async def stop(self) -> None:
+    async def stop(self, lameduck: bool = True) -> None:
         """Graceful stop: lameduck (plugins' shutdown hooks), then close everything."""
         self.shutting_down = True
         for t in list(self._tasks):
             t.cancel()
-        await asyncio.gather(*(p.shutdown() for p in self.plugins()), return_exceptions=True)
+        if lameduck:
+            await asyncio.gather(*(p.shutdown() for p in self.plugins()), return_exceptions=True)
         await self._close_listeners(list(self.listeners))
         await self._stop_plugins(self.config)
         await self.http.close()

@@ -139,6 +139,8 @@ class Errors(Plugin):
         try:
             return await self.next(req)
         except PluginError as e:
+            if e.quiet:
+                raise
             text = str(e)
             if not self._counted(text):
                 log.error("plugin/errors: %d %s %s: %s", e.rcode, req.qname, req.type_text, text)

@@ -47,6 +47,7 @@ from prometheus_client import Gauge
 from clusterdns.corefile.ast import Directive
 from clusterdns.corefile.keys import zones_from_args
 from clusterdns.durations import parse_go_duration
+from clusterdns.errors import PluginError
 from clusterdns.fallthrough import Fallthrough
 from clusterdns.plugin import Plugin, SetupContext, unknown_option
 from clusterdns.request import Request
@@ -288,12 +289,14 @@ class Hosts(Plugin):
     async def serve(self, req: Request) -> dns.message.Message:
         qname, qtype = req.qname, req.qtype
         if qtype != dns.rdatatype.PTR and not longest_match(self.origins, qname):
+            req.note("name outside the hosts plugin's zones")
             return await self.next(req)
         owner = req.name.canonicalize()  # lower-cased, as CoreDNS's state.Name()
         values: list[str] = []
         if qtype == dns.rdatatype.PTR:
             values = self.lookup_addr(address_from_reverse(qname))
             if not values:
+                req.note("no hosts entry has this address")
                 return await self.next(req)  # regardless of fallthrough, as CoreDNS
         elif qtype == dns.rdatatype.A:
             values = self.lookup_v4(qname)
@@ -306,9 +309,11 @@ class Hosts(Plugin):
             rrset = dns.rrset.from_rdata_list(owner, self.ttl, rdatas)
         if rrset is None and not (self.lookup_v4(qname) or self.lookup_v6(qname)):
             if self.fall.through(qname):
+                req.note("fallthrough: name not in hosts")
                 return await self.next(req)
+            req.note("name not in hosts, and no fallthrough for it")
             # No SOA to build an NXDOMAIN from: CoreDNS answers SERVFAIL (without an error).
-            return req.reply(dns.rcode.SERVFAIL)
+            raise PluginError(self.name, "name not found", dns.rcode.SERVFAIL, quiet=True)
         m = req.reply(authoritative=True)
         if rrset is not None:
             m.answer = [rrset]

@@ -36,6 +36,7 @@ class Whoami(Plugin):
         return cls()
 
     async def serve(self, req: Request) -> dns.message.Message:
+        req.note("whoami answers every query with the client's address")
         m = req.reply(authoritative=True)
         qname = req.name  # the query's case, as CoreDNS's state.QName()
         rdclass = dns.rdataclass.RdataClass(req.qclass)

@@ -72,7 +72,9 @@ def finish(resp: dns.message.Message, query: dns.message.Message) -> None:
     rcode = resp.rcode()
     if query.edns >= 0:
         do = query.ednsflags & dns.flags.DO
-        resp.use_edns(0, do, max(MIN_UDP, query.payload))
+        # Options a plugin or upstream put in the reply's OPT (EDE, NSID…) are kept.
+        options = list(resp.options) if resp.edns >= 0 else None
+        resp.use_edns(0, do, max(MIN_UDP, query.payload), options=options)
         resp.set_rcode(rcode)  # re-apply: extended rcode bits live in the OPT
     else:
         resp.use_edns(None)

@@ -1,0 +1,190 @@
+"""The kubernetes plugin's ServeDNS: pick the zone, answer by type, NXDOMAIN versus NODATA.
+
+As CoreDNS's plugin/kubernetes/handler.go:
+
+* names outside the plugin's zones go to the next plugin; the zone keeps the query's case;
+* A, AAAA, TXT, CNAME, PTR, MX, SRV are looked up; SOA is answered at the apex only (NODATA
+  below it); NS at the apex (with glue); AXFR/IXFR are REFUSED; any other type is NODATA if
+  the name exists (a fake A lookup decides), else NXDOMAIN;
+* a name that does not exist is passed on when `fallthrough` covers it; otherwise it is
+  SERVFAIL while the first sync has not finished, else NXDOMAIN — both with the SOA, as is
+  NODATA; answers are authoritative and carry TC if an upstream answer was truncated.
+
+`upstream` resolves an out-of-zone CNAME target through the whole server again (routing by
+zone, then that block's chain), which is what CoreDNS's upstream.Lookup does; nesting is capped
+so two ExternalNames pointing at each other across zones cannot loop forever.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from clusterdns.errors import PluginError
+from clusterdns.plugins.kubernetes.answers import RR, Answers, Result
+from clusterdns.plugins.kubernetes.lookup import Backend, Query
+from clusterdns.plugins.kubernetes.setup import Settings
+from clusterdns.request import Request
+from clusterdns.zones import longest_match
+
+if TYPE_CHECKING:
+    from clusterdns.runtime import Runtime
+
+log = logging.getLogger("clusterdns.plugins.kubernetes")
+
+_T = dns.rdatatype
+_IN = dns.rdataclass.IN
+#: Lookups nested in one query (ExternalName → other zone → ExternalName …): CoreDNS's server
+#: refuses to be entered more than 10 times for one query and answers SERVFAIL instead.
+MAX_UPSTREAM_DEPTH = 9
+_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("k8s_upstream_depth", default=0)
+
+
+def _labels(name: dns.name.Name) -> list[str]:
+    """Lower-cased labels without the root (latin-1 keeps any byte as one character)."""
+    return [label.lower().decode("latin-1") for label in name.labels if label]
+
+
+class Handler:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        next_handler: Callable[[Request], Awaitable[dns.message.Message]],
+        synced: Callable[[], bool],
+        serial: Callable[[], int],
+    ) -> None:
+        self.s = settings
+        self.b = backend
+        self.next = next_handler
+        self.synced = synced
+        self.serial = serial
+        self.runtime: Runtime | None = None
+
+    async def serve(self, req: Request) -> dns.message.Message:
+        qname = req.qname
+        zone = longest_match(self.s.zones, qname)
+        if not zone:
+            req.note("name outside the kubernetes plugin's zones")
+            return await self.next(req)
+        owner = req.name
+        nz = 0 if zone == "." else zone.count(".")
+        zone_name = dns.name.Name(owner.labels[len(owner.labels) - nz - 1 :])  # query case
+        q = Query(_labels(owner), zone_name.to_text(), nz)
+        qtype = req.qtype
+        answers = Answers(self.b, lambda target, t: self.upstream(req, target, t))
+        result: Result
+        if qtype in (_T.A, _T.AAAA):
+            result = await answers.address(q, owner, "A" if qtype == _T.A else "AAAA")
+        elif qtype == _T.TXT:
+            result = answers.txt(q, owner)
+        elif qtype == _T.CNAME:
+            result = answers.cname(q, owner)
+        elif qtype == _T.PTR:
+            result = answers.ptr(q, owner)
+        elif qtype == _T.SRV:
+            result = answers.srv(q, owner)
+        elif qtype == _T.SOA:
+            records = [answers.soa(zone_name, self.serial())] if qname == zone else []
+            result = (records, [], False, False)
+        elif qtype in (_T.AXFR, _T.IXFR):
+            return req.reply(dns.rcode.REFUSED)
+        elif qtype == _T.NS and qname == zone:
+            result = answers.ns(q, owner)
+        else:  # MX included: Kubernetes has no mail records, only the name's existence matters
+            result = ([], [], False, not answers.exists(q))
+        records, extra, truncated, nxdomain = result
+        if nxdomain:
+            if self.s.fall.through(qname):
+                req.note("fallthrough: no such name in the cluster")
+                return await self.next(req)
+            req.note("no such name in the cluster" if self.synced() else "not synced yet")
+            rcode = dns.rcode.NXDOMAIN if self.synced() else dns.rcode.SERVFAIL
+            return self._with_soa(req, rcode, answers, zone_name)
+        if not records:
+            return self._with_soa(req, dns.rcode.NOERROR, answers, zone_name)
+        m = req.reply(authoritative=True)
+        if truncated:
+            m.flags |= dns.flags.TC
+        _fill(m, m.answer, records)
+        _fill(m, m.additional, extra)
+        return m
+
+    def _with_soa(
+        self, req: Request, rcode: int, answers: Answers, zone: dns.name.Name
+    ) -> dns.message.Message:
+        m = req.reply(rcode, authoritative=True)
+        _fill(m, m.authority, [answers.soa(zone, self.serial())])
+        return m
+
+    async def upstream(self, req: Request, target: str, qtype: int) -> dns.message.Message | None:
+        """Resolve `target` through this server from the top, as CoreDNS's upstream.Lookup.
+
+        None (the CNAME is then left out, as CoreDNS does on a lookup error) when no server
+        is running this plugin; SERVFAIL when lookups nest too deep.
+        """
+        rt = self.runtime
+        depth = _DEPTH.get()
+        if rt is None:
+            return None
+        router = next(
+            (lst.router for a, lst in rt.listeners.items() if a.label == req.server), None
+        )
+        if router is None:
+            return None
+        orig = req.msg
+        m = dns.message.QueryMessage(id=orig.id)
+        m.flags = orig.flags
+        if orig.edns >= 0:
+            m.use_edns(orig.edns, orig.ednsflags, orig.payload, options=list(orig.options))
+        m.question = [dns.rrset.RRset(dns.name.from_text(target), _IN, _T.RdataType(qtype))]
+        sub = Request(
+            msg=m,
+            remote_ip=req.remote_ip,
+            remote_port=req.remote_port,
+            proto=req.proto,
+            size=req.size,
+            local_ip=req.local_ip,
+            local_port=req.local_port,
+            server=req.server,
+            bufsize=req.bufsize,
+        )
+        found = router.route(sub.qname, sub.qtype)
+        token = _DEPTH.set(depth + 1)
+        try:
+            if depth >= MAX_UPSTREAM_DEPTH:
+                resp = sub.reply(dns.rcode.SERVFAIL)
+            elif found is None:
+                resp = sub.reply(dns.rcode.REFUSED)
+            else:
+                sub.zone, block = found
+                try:
+                    resp = await block.chain(sub)
+                except PluginError as e:
+                    resp = sub.reply(e.rcode)
+        finally:
+            _DEPTH.reset(token)
+        if sub.after_write:
+            size = len(resp.to_wire())
+            for fn in sub.after_write:  # the inner query is logged and counted, as in CoreDNS
+                try:
+                    fn(sub, resp, size)
+                except Exception:
+                    log.exception("after-write hook failed")
+        return resp
+
+
+def _fill(m: dns.message.Message, section: list[dns.rrset.RRset], rrs: list[RR]) -> None:
+    for owner, ttl, rd in rrs:
+        rrset = m.find_rrset(section, owner, rd.rdclass, rd.rdtype, create=True)
+        rrset.add(rd, ttl)

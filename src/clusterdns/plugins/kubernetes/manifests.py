@@ -1,0 +1,334 @@
+"""`manifests PATH…`: serve Kubernetes objects from YAML or JSON files, without an API server.
+
+What is read: every PATH, a file (read whatever its name) or a directory (recursively: files
+ending .yaml, .yml or .json, in sorted order; names starting with "." are skipped, which also
+makes ConfigMap volume mounts — `..data` and its timestamped twins — read exactly once).
+A YAML file may hold several documents; a JSON file one object or several concatenated.
+`kind: List` and typed lists (`ServiceList`, `kind: PodList`… whose items may omit kind and
+apiVersion, as the API returns them) are unpacked.
+
+Kinds used: Namespace, Service (v1), EndpointSlice (discovery.k8s.io), Endpoints (legacy v1) and
+Pod (v1); any other kind — including a `Service` of another API group, e.g. Knative's — is
+ignored (debug log). The objects are served exactly as if the API had returned them:
+
+* an object without metadata.namespace is in "default", as `kubectl apply` would put it;
+* legacy Endpoints are converted as the EndpointSlice mirroring controller would (addresses
+  ready, notReadyAddresses not ready), except when EndpointSlices exist for the same service or
+  the Endpoints carry `endpointslice.kubernetes.io/skip-mirror: "true"` — then the slices win
+  and the Endpoints are ignored, as the controller would not mirror them;
+* namespaces: the declared Namespace objects plus, for any namespace a Service, EndpointSlice,
+  Endpoints or Pod of the files lives in but that has no Namespace document, an implicit one
+  with no labels of its own (a cluster would have refused those objects otherwise, so treating
+  the namespace as present is the least surprising). Every namespace gets the
+  `kubernetes.io/metadata.name` label the API server adds;
+* the `labels` selector is applied here to the labels of Services, EndpointSlices, Endpoints
+  and Pods (CoreDNS passes it to the API server for all of their lists), the `namespaces`
+  option to every kind; pods whose status.phase is Succeeded, Failed or Unknown are left out,
+  as CoreDNS's pod list field selector does.
+
+A malformed document (YAML/JSON syntax error, not a mapping, no kind, a field the converters
+reject) is skipped with an `[ERROR]` line naming the file and the 1-based document number; the
+rest is served. YAML files are split at their `---`/`...` markers, so a syntax error only costs
+its own document.
+
+Watching: every 0.5 s the file set is stat()ed — (device, inode, size, mtime) of every file,
+new and removed files included. Files changed in the last 2 s are also hashed, because two
+writes within one timestamp tick can leave size and mtime unchanged. On any change everything
+is re-read off the event loop and each kind is swapped into the Store with `replace`, all in one
+synchronous step, so a query sees either the old set or the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterdns.plugins.kubernetes.manifest_files import (
+    Scan,
+    changed,
+    list_files,
+    read_documents,
+    scan,
+)
+from clusterdns.plugins.kubernetes.records import (
+    SERVICE_NAME_LABEL,
+    BadObject,
+    Endpoints,
+    Record,
+    to_endpoint_slice,
+    to_endpoints,
+    to_namespace,
+    to_pod,
+    to_service,
+)
+from clusterdns.plugins.kubernetes.selector import Selector, parse_selector
+from clusterdns.plugins.kubernetes.source import SourceOptions
+from clusterdns.plugins.kubernetes.store import KINDS, Store
+
+log = logging.getLogger("clusterdns.plugins.kubernetes")
+
+POLL_INTERVAL = 0.5
+NAME_LABEL = "kubernetes.io/metadata.name"
+SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
+
+
+# ---- converting -----------------------------------------------------------------------------
+
+_CORE = {"Namespace", "Service", "Endpoints", "Pod"}
+#: CoreDNS lists pods with `status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown`.
+_GONE_PHASES = {"Succeeded", "Failed", "Unknown"}
+
+
+@dataclass
+class Loaded:
+    """The outcome of reading every file: records per kind plus counts for the log line."""
+
+    records: dict[str, dict[tuple[str, str], Record]] = field(
+        default_factory=lambda: {k: {} for k in KINDS}
+    )
+    #: (namespace, service) of every EndpointSlice seen, to drop mirrored legacy Endpoints.
+    sliced: set[tuple[str, str]] = field(default_factory=set)
+    legacy: list[tuple[tuple[str, str], list[Endpoints]]] = field(default_factory=list)
+    used_namespaces: set[str] = field(default_factory=set)
+    files: int = 0
+    errors: int = 0
+
+
+class _Reader:
+    def __init__(self, options: SourceOptions) -> None:
+        self.options = options
+        self.namespaces = set(options.namespaces)
+        self.selector: Selector | None = None
+        if options.label_selector:
+            self.selector = parse_selector(options.label_selector)
+        self.out = Loaded()
+
+    def error(self, where: str, reason: str) -> None:
+        self.out.errors += 1
+        log.error("plugin/kubernetes: manifests: %s: %s", where, reason)
+
+    def read(self, paths: list[str]) -> Loaded:
+        unreadable: list[tuple[str, str]] = []
+        for path, exists in list_files(paths, unreadable):
+            if not exists:
+                self.error(path, "no such file or directory")
+                continue
+            self.out.files += 1
+            for doc in read_documents(path):
+                where = f"{path}: document {doc.number}" if doc.number else path
+                if doc.error:
+                    self.error(where, doc.error)
+                elif doc.obj is not None:  # empty documents are allowed, as kubectl does
+                    self.take(doc.obj, where, "", "")
+        for directory, reason in unreadable:
+            self.error(directory, reason)
+        return self.finish()
+
+    def take(self, obj: Any, where: str, kind_default: str, version_default: str) -> None:
+        if not isinstance(obj, Mapping):
+            self.error(where, f"not a Kubernetes object (a {_type_name(obj)})")
+            return
+        kind = obj.get("kind") or kind_default
+        version = obj.get("apiVersion") or version_default
+        if not isinstance(kind, str) or not kind:
+            self.error(where, "kind is missing")
+            return
+        if kind.endswith("List") and "items" in obj:
+            items = obj.get("items") or []
+            if not isinstance(items, list):
+                self.error(where, f"{kind}.items is not a list")
+                return
+            item_kind = kind[: -len("List")]  # "" for a plain List: items name their kind
+            for i, item in enumerate(items, 1):
+                self.take(item, f"{where}, item {i}", item_kind, str(version or ""))
+            return
+        try:
+            self.convert(obj, kind, str(version or ""), where)
+        except BadObject as e:
+            self.error(f"{where} ({kind} {_name(obj)})", str(e))
+
+    def convert(self, obj: Mapping[str, Any], kind: str, version: str, where: str) -> None:
+        group = version.rpartition("/")[0] if "/" in version else ""
+        wanted = self.options.kinds
+        if kind in _CORE and group == "":
+            record_kind = kind
+        elif kind == "EndpointSlice" and group == "discovery.k8s.io":
+            record_kind = "Endpoints"
+        else:
+            log.debug("plugin/kubernetes: manifests: %s: %s %s ignored", where, version, kind)
+            return
+        meta = obj.get("metadata")
+        if not isinstance(meta, Mapping):
+            raise BadObject("metadata is missing")
+        meta = dict(meta)
+        labels = meta.get("labels") or {}
+        if not isinstance(labels, Mapping):
+            raise BadObject("metadata.labels is not a map")
+        plain = {str(k): str(v) for k, v in labels.items()}
+        if kind == "Namespace":
+            name = meta.get("name")
+            if isinstance(name, str) and name:
+                meta["labels"] = {**plain, NAME_LABEL: name}
+            rec: Record = to_namespace({**obj, "metadata": meta})
+            if record_kind in wanted and (not self.namespaces or rec.name in self.namespaces):
+                self.put(rec, where)
+            return
+        ns = str(meta.get("namespace") or "default")
+        if self.namespaces and ns not in self.namespaces:
+            return
+        # What exists whatever the filters below: the namespace, and a slice for the service
+        # (the mirroring controller looks at all slices, not at the ones we keep).
+        self.out.used_namespaces.add(ns)
+        if kind == "EndpointSlice":
+            self.out.sliced.add((ns, plain.get(SERVICE_NAME_LABEL, "")))
+        if record_kind not in wanted:
+            return
+        if self.selector is not None and not self.selector.matches(plain):
+            return
+        if kind == "Pod" and _pod_phase(obj) in _GONE_PHASES:
+            return
+        meta["namespace"] = ns
+        obj = {**obj, "metadata": meta}
+        if kind == "Service":
+            self.put(to_service(obj), where)
+        elif kind == "Pod":
+            self.put(to_pod(obj), where)
+        elif kind == "EndpointSlice":
+            ep = to_endpoint_slice(obj)
+            if not ep.service:
+                log.warning(
+                    "plugin/kubernetes: manifests: %s: EndpointSlice %s/%s has no %s label, "
+                    "it belongs to no service",
+                    where, ns, ep.name, SERVICE_NAME_LABEL,
+                )  # fmt: skip
+            self.put(ep, where)
+        elif plain.get(SKIP_MIRROR_LABEL, "").lower() == "true":
+            log.debug("plugin/kubernetes: manifests: %s: Endpoints not mirrored", where)
+        else:
+            self.out.legacy.append(((ns, str(meta.get("name"))), to_endpoints(obj)))
+
+    def put(self, rec: Record, where: str) -> None:
+        kind = type(rec).__name__
+        table = self.out.records[kind]
+        if rec.key in table:
+            log.warning(
+                "plugin/kubernetes: manifests: %s: %s %s declared again, this one wins",
+                where, kind, "/".join(k for k in rec.key if k),
+            )  # fmt: skip
+        table[rec.key] = rec
+
+    def finish(self) -> Loaded:
+        out = self.out
+        endpoints = out.records["Endpoints"]
+        for service_key, recs in out.legacy:
+            if service_key in out.sliced:
+                log.debug(
+                    "plugin/kubernetes: manifests: Endpoints %s/%s ignored: "
+                    "EndpointSlices exist for that service",
+                    *service_key,
+                )
+                continue
+            for rec in recs:
+                endpoints.setdefault(rec.key, rec)
+        if "Namespace" in self.options.kinds:
+            namespaces = out.records["Namespace"]
+            for ns in sorted(out.used_namespaces):
+                if ("", ns) not in namespaces:
+                    namespaces[("", ns)] = to_namespace(
+                        {"metadata": {"name": ns, "labels": {NAME_LABEL: ns}}}
+                    )
+        return out
+
+
+def load(paths: list[str], options: SourceOptions) -> Loaded:
+    """Read and convert every file (blocking: run it off the event loop)."""
+    return _Reader(options).read(paths)
+
+
+def _pod_phase(obj: Mapping[str, Any]) -> str:
+    status = obj.get("status")
+    return str(status.get("phase") or "") if isinstance(status, Mapping) else ""
+
+
+def _type_name(obj: Any) -> str:
+    return {str: "string", list: "list", int: "number", float: "number", bool: "boolean"}.get(
+        type(obj), type(obj).__name__
+    )
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    if isinstance(meta, Mapping):
+        ns, name = meta.get("namespace"), meta.get("name")
+        return f"{ns}/{name}" if ns else str(name)
+    return "?"
+
+
+# ---- the source -----------------------------------------------------------------------------
+
+
+class ManifestSource:
+    """Fills the Store from manifest files and keeps it in step with them."""
+
+    def __init__(self, paths: list[str], store: Store, options: SourceOptions) -> None:
+        self.paths = list(paths)
+        self.store = store
+        self.options = options
+        self.interval = POLL_INTERVAL
+        self._scan: Scan | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loaded = False
+
+    async def start(self) -> None:
+        """Load once (so the plugin is ready at once), then watch in the background."""
+        await self._reload(first=True)
+        self._task = asyncio.create_task(self._watch(), name="kubernetes-manifests")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def synced(self) -> bool:
+        return self._loaded
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                new = await asyncio.to_thread(scan, self.paths)
+                if self._scan is None or changed(self._scan, new):
+                    await self._reload(new)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("plugin/kubernetes: manifests: reload failed")
+
+    async def _reload(self, fingerprint: Scan | None = None, first: bool = False) -> None:
+        # Fingerprint before reading: a write racing the read is then seen by the next poll.
+        if fingerprint is None:
+            fingerprint = await asyncio.to_thread(scan, self.paths)
+        loaded = await asyncio.to_thread(load, self.paths, self.options)
+        self.apply(loaded, "loaded" if first else "reloaded")
+        self._scan = fingerprint
+
+    def apply(self, loaded: Loaded, verb: str = "loaded") -> None:
+        """Swap every wanted kind in at once (no await between: readers see old or new)."""
+        for kind in KINDS:
+            if kind in self.options.kinds:
+                self.store.replace(kind, list(loaded.records[kind].values()))
+        self.store.touch()
+        self._loaded = True
+        r = loaded.records
+        log.info(
+            "plugin/kubernetes: manifests %s: %d services, %d endpoint slices, %d pods, "
+            "%d namespaces from %d files (%d errors)",
+            verb, len(r["Service"]), len(r["Endpoints"]), len(r["Pod"]), len(r["Namespace"]),
+            loaded.files, loaded.errors,
+        )  # fmt: skip
