@@ -38,17 +38,16 @@ AVAILABLE: dict[str, str] = {
     "loadbalance": "loadbalance",
     "hosts": "hosts",
     "whoami": "whoami",
+    "forward": "forward",
+    "proxy": "proxy",
+    "loop": "loop",
+    "cache": "cache",
+    "autopath": "autopath",
+    "kubernetes": "kubernetes",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.
-PLANNED: dict[str, str] = {
-    "kubernetes": "the kubernetes plugin",
-    "forward": "forward, cache, loop and autopath",
-    "proxy": "forward, cache, loop and autopath (proxy runs as forward)",
-    "cache": "forward, cache, loop and autopath",
-    "loop": "forward, cache, loop and autopath",
-    "autopath": "forward, cache, loop and autopath",
-}
+PLANNED: dict[str, str] = {}
 
 _RANK = {name: i for i, name in enumerate(ORDER)}
 

@@ -1,0 +1,199 @@
+"""forward: proxy queries to upstream resolvers over UDP, TCP or DNS-over-TLS.
+
+Syntax::
+
+    forward FROM TO... {
+        except IGNORED_NAMES...
+        force_tcp
+        prefer_udp
+        expire DURATION
+        max_idle_conns INTEGER
+        max_fails INTEGER
+        max_connect_attempts INTEGER
+        tls [CERT KEY] [CA]
+        tls_servername NAME
+        policy random|round_robin|sequential
+        health_check DURATION [no_rec] [domain FQDN]
+        max_concurrent MAX
+        next RCODE...
+        failover RCODE...
+        failfast_all_unhealthy_upstreams
+    }
+
+As CoreDNS's plugin/forward. FROM is the zone forwarded (a CIDR uses its first reverse zone);
+TO is `IP[:PORT]`, `[IPv6]:PORT`, `dns://…`, `tls://IP[%NAME][:PORT]` (DoT, port 853) or a
+resolv.conf-style file whose `nameserver` lines are used (a relative path is taken from the
+Corefile's directory); at most 15 upstreams. Several `forward` lines may share a block: they
+are tried in order, a name no line matches goes to the next plugin, and `next RCODE` hands an
+answer with that rcode to the following `forward` line.
+
+Per query: the policy orders the upstreams; an upstream that is down (more than `max_fails`
+failed health checks) is skipped; when all are down one is picked at random ("spray", counted
+in coredns_forward_healthcheck_broken_total) unless failfast_all_unhealthy_upstreams. A
+failed exchange starts health checking of that upstream and moves on to the next; after 5s
+(or `max_connect_attempts` failed attempts) the answer is SERVFAIL. An answer whose rcode is
+listed in `failover` moves on to the next upstream too, until each was tried once. A
+truncated UDP answer is asked again over TCP. `max_concurrent`: beyond N queries in flight
+the answer is REFUSED at once (coredns_forward_max_concurrent_rejects_total).
+
+Options CoreDNS does not have (`read_timeout`, `source_address`) and CoreDNS options not
+implemented here (`doh_method`, `next_on_nodata`, `resolver`, `fallthrough`, `max_age`,
+`https://` and host name upstreams) are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+import dns.flags
+import dns.message
+import dns.rcode
+
+from clusterdns.corefile.ast import Directive
+from clusterdns.errors import PluginError
+from clusterdns.plugin import Plugin, SetupContext
+from clusterdns.plugins.forward import metrics
+from clusterdns.plugins.forward.conn import UpstreamError
+from clusterdns.plugins.forward.proxy import MIN_DIAL, Upstream
+from clusterdns.plugins.forward.setup import Stanza, parse_stanza
+from clusterdns.request import Request
+
+if TYPE_CHECKING:
+    from clusterdns.runtime import Runtime
+
+#: CoreDNS's overall deadline for one query across all upstreams.
+DEADLINE = 5.0
+
+
+class Forward(Plugin):
+    name: ClassVar[str] = "forward"
+    once: ClassVar[bool] = False
+
+    def __init__(self, stanzas: list[Stanza]) -> None:
+        self.stanzas = stanzas
+
+    @classmethod
+    def setup(cls, directives: list[Directive], ctx: SetupContext) -> Forward:
+        return cls([parse_stanza(d, ctx) for d in directives])
+
+    def upstreams(self) -> list[Upstream]:
+        return [u for st in self.stanzas for u in st.upstreams]
+
+    async def start(self, rt: Runtime) -> None:
+        for up in self.upstreams():
+            await up.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(up.stop() for up in self.upstreams()), return_exceptions=True)
+
+    # ---- what loop asks ---------------------------------------------------------------------
+
+    def upstream_for_source(self, ip: str, port: int) -> Upstream | None:
+        """The upstream whose open socket has this local address (a query we sent)."""
+        for up in self.upstreams():
+            for local_ip, local_port in up.local_addresses():
+                if local_port == port and local_ip in (ip, "0.0.0.0", "::"):
+                    return up
+        return None
+
+    def upstreams_for(self, qname: str) -> list[Upstream]:
+        """The upstreams of the first stanza that would forward `qname`."""
+        for st in self.stanzas:
+            if st.match(qname):
+                return list(st.upstreams)
+        return []
+
+    # ---- serving ----------------------------------------------------------------------------
+
+    async def serve(self, req: Request) -> dns.message.Message:
+        last = len(self.stanzas) - 1
+        for i, st in enumerate(self.stanzas):
+            if not st.match(req.qname):
+                continue
+            resp = await self._serve_stanza(st, req, i < last)
+            if resp is not None:
+                return resp
+        req.note("name outside forward's zones (or excepted)")
+        return await self.next(req)
+
+    async def _serve_stanza(
+        self, st: Stanza, req: Request, has_next: bool
+    ) -> dns.message.Message | None:
+        if st.max_concurrent:
+            if st.inflight >= st.max_concurrent:
+                metrics.MAX_CONCURRENT_REJECTS.inc()
+                raise PluginError(
+                    self.name,
+                    f"concurrent queries exceeded maximum {st.max_concurrent}",
+                    dns.rcode.REFUSED,
+                )
+            st.inflight += 1
+        try:
+            return await self._forward(st, req, has_next)
+        finally:
+            if st.max_concurrent:
+                st.inflight -= 1
+
+    async def _forward(
+        self, st: Stanza, req: Request, has_next: bool
+    ) -> dns.message.Message | None:
+        wire = req.msg.to_wire()
+        q = req.question
+        question = (q.name, int(q.rdtype), int(q.rdclass))
+        proto = "tcp" if st.force_tcp else ("udp" if st.prefer_udp else req.proto)
+        ups = st.policy.order(st.upstreams)
+        n = len(st.upstreams)
+        deadline = time.monotonic() + DEADLINE
+        i = fails = attempts = answered = 0
+        last_err: Exception | None = None
+        while time.monotonic() < deadline and (
+            not st.max_connect_attempts or attempts < st.max_connect_attempts
+        ):
+            if i >= len(ups):
+                i = fails = 0  # end of the list: start over
+            up = ups[i]
+            i += 1
+            if up.down(st.max_fails):
+                fails += 1
+                if fails < n:
+                    continue
+                metrics.HEALTHCHECK_BROKEN.inc()
+                if st.failfast:
+                    break
+                up = random.choice(st.upstreams)  # health checking itself may be broken
+            cap = max(deadline - time.monotonic(), MIN_DIAL)
+            try:
+                ret = await up.connect(wire, question, proto, cap)
+                if ret.flags & dns.flags.TC and proto == "udp" and up.tls is None:
+                    ret = await up.connect(wire, question, "tcp", cap)
+            except UpstreamError as e:
+                last_err = e
+                if st.max_fails:
+                    up.healthcheck()
+                if st.max_connect_attempts:
+                    attempts += 1
+                    if attempts >= st.max_connect_attempts:
+                        break
+                if fails < n:
+                    continue
+                break
+            ret.id = req.msg.id
+            if len(ret.question) != 1:
+                return req.reply(dns.rcode.FORMERR)  # CoreDNS: the reply does not match
+            rcode = ret.rcode()
+            answered += 1
+            if rcode in st.failover_rcodes and answered < n:
+                continue  # try the next upstream; the last one's answer stands
+            if rcode in st.next_rcodes and has_next:
+                req.note("next: this rcode goes to the next forward line")
+                return None
+            if req.tracer is not None:
+                req.note(f"answer from upstream {up.addr}")
+            return ret
+        raise PluginError(self.name, str(last_err) if last_err else "no healthy proxies")
+
+
+PLUGIN = Forward
