@@ -98,6 +98,47 @@ class Request:
         """1 for IPv4, 2 for IPv6 (the values CoreDNS uses in its `family` label)."""
         return 2 if ":" in self.remote_ip else 1
 
+    def derive(
+        self,
+        name: dns.name.Name | None = None,
+        rdtype: int | None = None,
+        *,
+        flags: int | None = None,
+        proto: str | None = None,
+        bufsize: int | None = None,
+    ) -> Request:
+        """A new request from the same client asking another question (or the same one).
+
+        For plugins that query the chain themselves: autopath's search walk, the kubernetes
+        plugin's ExternalName targets, the cache's background refresh. The message keeps the
+        ID, flags and EDNS0 of the original; the response hooks and trace do not carry over.
+        """
+        q = self.msg
+        msg = dns.message.QueryMessage(id=q.id)
+        msg.flags = q.flags if flags is None else flags
+        old = q.question[0]
+        msg.question = [
+            dns.rrset.RRset(
+                old.name if name is None else name,
+                old.rdclass,
+                old.rdtype if rdtype is None else dns.rdatatype.RdataType.make(rdtype),
+            )
+        ]
+        if q.edns >= 0:
+            msg.use_edns(q.edns, q.ednsflags, q.payload, options=list(q.options))
+        return Request(
+            msg=msg,
+            remote_ip=self.remote_ip,
+            remote_port=self.remote_port,
+            proto=self.proto if proto is None else proto,
+            size=self.size,
+            local_ip=self.local_ip,
+            local_port=self.local_port,
+            server=self.server,
+            zone=self.zone,
+            bufsize=self.bufsize if bufsize is None else bufsize,
+        )
+
     def reply(
         self, rcode: int = dns.rcode.NOERROR, authoritative: bool = False
     ) -> dns.message.Message:

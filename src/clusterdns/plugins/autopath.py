@@ -138,7 +138,7 @@ class AutoPath(Plugin):
         first_err: PluginError | None = None
         first_by = ""
         for i, element in enumerate(path):
-            sub = _sub_request(req, dns.name.Name((*base, *_labels(element))))
+            sub = req.derive(dns.name.Name((*base, *_labels(element))))
             try:
                 resp = await self.next(sub)
             except PluginError as e:
@@ -218,27 +218,6 @@ def _base_labels(name: dns.name.Name, first: str) -> tuple[bytes, ...]:
     """`name` without the first search element, in the client's case (dnsutil.TrimZone)."""
     drop = len(_labels(first)) - 1  # without the root label
     return name.labels[: len(name.labels) - 1 - drop]
-
-
-def _sub_request(req: Request, qname: dns.name.Name) -> Request:
-    q = req.msg
-    msg = dns.message.Message(id=q.id)
-    msg.flags = q.flags
-    msg.question = [dns.rrset.RRset(qname, q.question[0].rdclass, q.question[0].rdtype)]
-    if q.edns >= 0:
-        msg.use_edns(q.edns, q.ednsflags, q.payload, options=list(q.options))
-    return Request(
-        msg=msg,
-        remote_ip=req.remote_ip,
-        remote_port=req.remote_port,
-        proto=req.proto,
-        size=req.size,
-        local_ip=req.local_ip,
-        local_port=req.local_port,
-        server=req.server,
-        zone=req.zone,
-        bufsize=req.bufsize,
-    )
 
 
 def _written(resp: dns.message.Message) -> bool:

@@ -257,24 +257,7 @@ class Cache(Plugin):
 
 def refresh_request(req: Request) -> Request:
     """A copy of `req` for a background refresh: no client to write to, TCP-sized, AD set."""
-    q = req.msg
-    msg = dns.message.Message(id=q.id)
-    msg.flags = q.flags | dns.flags.AD
-    msg.question = list(q.question)
-    if q.edns >= 0:
-        msg.use_edns(q.edns, q.ednsflags, q.payload, options=list(q.options))
-    return Request(
-        msg=msg,
-        remote_ip=req.remote_ip,
-        remote_port=req.remote_port,
-        proto="tcp",
-        size=req.size,
-        local_ip=req.local_ip,
-        local_port=req.local_port,
-        server=req.server,
-        zone=req.zone,
-        bufsize=REFRESH_BUFSIZE,
-    )
+    return req.derive(flags=req.msg.flags | dns.flags.AD, proto="tcp", bufsize=REFRESH_BUFSIZE)
 
 
 PLUGIN = Cache

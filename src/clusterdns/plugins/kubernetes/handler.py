@@ -142,23 +142,7 @@ class Handler:
         )
         if router is None:
             return None
-        orig = req.msg
-        m = dns.message.QueryMessage(id=orig.id)
-        m.flags = orig.flags
-        if orig.edns >= 0:
-            m.use_edns(orig.edns, orig.ednsflags, orig.payload, options=list(orig.options))
-        m.question = [dns.rrset.RRset(dns.name.from_text(target), _IN, _T.RdataType(qtype))]
-        sub = Request(
-            msg=m,
-            remote_ip=req.remote_ip,
-            remote_port=req.remote_port,
-            proto=req.proto,
-            size=req.size,
-            local_ip=req.local_ip,
-            local_port=req.local_port,
-            server=req.server,
-            bufsize=req.bufsize,
-        )
+        sub = req.derive(dns.name.from_text(target), qtype)
         found = router.route(sub.qname, sub.qtype)
         token = _DEPTH.set(depth + 1)
         try:
