@@ -111,3 +111,15 @@ def test_module_and_console_script_are_the_same(tmp_path: Path) -> None:
     r = subprocess.run([str(exe), "-version"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
     assert r.stdout == run_cli("-version").stdout
+
+
+def test_quiet_drops_the_start_banner(tmp_path: Path) -> None:
+    body = ".:@PORT@ {\n    bind 127.0.0.1\n    whoami\n}\n"
+    loud, quiet = tmp_path / "loud", tmp_path / "quiet"
+    loud.mkdir()
+    quiet.mkdir()
+    with serve(body, loud) as srv:
+        srv.wait_output(r"ClusterDNS-\d+\.\d+\.\d+")
+    with serve(body, quiet, args=("-quiet",)) as srv:
+        assert srv.query("x.", "A").rcode() == dns.rcode.NOERROR
+        assert "ClusterDNS-" not in srv.output
