@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint typecheck clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +26,18 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# The benchmark (docs/performance.md): dnsperf against ClusterDNS and dnsmasq; ~15 minutes.
+# `make bench QUICK=1` is a ~2-minute check; BENCH_ARGS passes bench/run.py's other flags.
+# dnsmasq-base is dnsmasq without the system service (which would take port 53).
+bench: $(BENCH_STAMP)
+	@command -v dnsperf >/dev/null && command -v dnsmasq >/dev/null || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y dnsperf dnsmasq-base; }
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

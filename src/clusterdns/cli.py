@@ -34,9 +34,21 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-plugins", "--plugins", action="store_true", help="list installed plugins")
     p.add_argument("-version", "--version", action="store_true", help="show version")
     p.add_argument("-quiet", "--quiet", action="store_true", help="quiet mode (no start banner)")
+    p.add_argument("-workers", "--workers", default="0", type=_workers, metavar="N|auto",
+                   help="extra processes answering UDP from the fast path (auto: one per "
+                        "CPU beyond the first; see docs/performance.md)")  # fmt: skip
     p.add_argument("-validate", "--validate", action="store_true",
                    help="parse the Corefile and build every plugin, then exit")  # fmt: skip
     return p.parse_args(argv)
+
+
+def _workers(text: str) -> int:
+    from clusterdns.server.workers import worker_count
+
+    try:
+        return worker_count(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid worker count: {text!r}") from None
 
 
 def _corefile_path(arg: str) -> str | None:
@@ -85,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
     try:
-        return asyncio.run(_serve(cfg, a.port, a.quiet))
+        return asyncio.run(_serve(cfg, a.port, a.quiet, a.workers))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(cfg: config_mod.Config, port: int, quiet: bool) -> int:
-    rt = Runtime(cfg, port)
+async def _serve(cfg: config_mod.Config, port: int, quiet: bool, workers: int = 0) -> int:
+    rt = Runtime(cfg, port, workers)
     try:
         await rt.start()
     except OSError as e:

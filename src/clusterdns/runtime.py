@@ -3,28 +3,45 @@
 A reload builds the new config completely, starts its plugins and binds its new addresses
 before swapping routes; listeners present in both configs stay open, so no query is dropped.
 If anything fails on the way, the old config keeps serving.
+
+The fast path (clusterdns.server.fastpath) is set up here: served chains are built with its
+policy wrapper, a reload voids every pre-rendered answer at the moment the routes swap, a timer
+folds the fast answers' batched metrics in every second, and `workers` extra processes
+(clusterdns.server.workers) share the UDP sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from clusterdns import metrics
-from clusterdns.config import Config, ListenAddr
+from clusterdns.config import Block, Config, ListenAddr, build_chain
 from clusterdns.errors import ConfigErrors
 from clusterdns.plugin import Plugin
+from clusterdns.server import fastpath
 from clusterdns.server.dispatch import Router
 from clusterdns.server.http import HttpRegistry
 from clusterdns.server.listener import Listener
 
+if TYPE_CHECKING:
+    from clusterdns.server.workers import WorkerPool
+
 log = logging.getLogger("clusterdns")
+FLUSH_EVERY = 1.0  # seconds between folds of the fast path's metrics (scrapes fold at once)
 
 
 class Runtime:
-    def __init__(self, config: Config, default_port: int = 53) -> None:
+    def __init__(self, config: Config, default_port: int = 53, workers: int = 0) -> None:
         self.config = config
         self.default_port = default_port
+        self.fast = fastpath.enabled()
+        #: Worker processes only answer from the fast path: without it they would not help.
+        self.workers = workers if self.fast else 0
+        self.pool: WorkerPool | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.http = HttpRegistry()
         self.listeners: dict[ListenAddr, Listener] = {}
         self.stopping = asyncio.Event()
@@ -37,8 +54,26 @@ class Runtime:
     def plugins(self) -> list[Plugin]:
         return self.config.plugins()
 
+    def _listener(self, addr: ListenAddr, zones: dict[str, Block]) -> Listener:
+        return Listener(addr, Router(addr, zones, fast=self.fast), reuseport=self.workers > 0)
+
+    def _prepare(self, cfg: Config) -> None:
+        """Serve `cfg` with the fast path's policy wrapped around each plugin's handler."""
+        if self.fast:
+            for b in cfg.blocks:
+                b.chain = build_chain(b.plugins, fastpath.wrap)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            try:
+                await fastpath.flush()
+            except Exception:
+                log.exception("fast path: folding metrics failed")
+
     async def start(self) -> None:
         """Start plugins and bind every address; on failure undo and raise."""
+        self._prepare(self.config)
         try:
             await self._start_plugins(self.config)
         except BaseException:
@@ -46,7 +81,7 @@ class Runtime:
             raise
         try:
             for addr, zones in self.config.routes.items():
-                lst = Listener(addr, Router(addr, zones))
+                lst = self._listener(addr, zones)
                 await lst.start()
                 self.listeners[addr] = lst
         except OSError:
@@ -59,6 +94,13 @@ class Runtime:
             log.warning("%s", w)
         for addr, lst in self.listeners.items():
             log.info("%s listening on %s:%d", addr.label, lst.local[0] or "*", lst.local[1])
+        if self.fast:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        if self.workers > 0:
+            from clusterdns.server.workers import WorkerPool
+
+            self.pool = WorkerPool(self, self.workers)
+            await self.pool.start()
 
     async def _start_plugins(self, cfg: Config) -> None:
         started: list[Plugin] = []
@@ -97,6 +139,7 @@ class Runtime:
     async def reload(self, new: Config) -> bool:
         """Swap to `new`; False (old config still serving) if it cannot start."""
         async with self._reload_lock:
+            self._prepare(new)
             try:
                 await self._start_plugins(new)
             except Exception as e:
@@ -106,7 +149,7 @@ class Runtime:
             try:
                 for addr, zones in new.routes.items():
                     if addr not in self.listeners:
-                        lst = Listener(addr, Router(addr, zones))
+                        lst = self._listener(addr, zones)
                         await lst.start()
                         added[addr] = lst
             except OSError as e:
@@ -118,9 +161,16 @@ class Runtime:
             for addr, zones in new.routes.items():
                 if addr in self.listeners:
                     self.listeners[addr].router.zones = zones
+            if self.fast:  # in the same step as the swap: no answer of the old config after it
+                fastpath.new_epoch()
+                for lst in self.listeners.values():
+                    if lst.router.fast is not None:
+                        lst.router.fast.clear()
             gone = [a for a in self.listeners if a not in new.routes]
             self.listeners.update(added)
             old, self.config = self.config, new
+            if self.pool is not None:
+                await self.pool.sync()
             await self._close_listeners(gone)
             await self._stop_plugins(old)
             self._set_enabled(new)
@@ -162,6 +212,14 @@ class Runtime:
             t.cancel()
         if lameduck:
             await asyncio.gather(*(p.shutdown() for p in self.plugins()), return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.stop()
+            self.pool = None
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
         await self._close_listeners(list(self.listeners))
         await self._stop_plugins(self.config)
         await self.http.close()

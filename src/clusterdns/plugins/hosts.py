@@ -15,7 +15,8 @@ As CoreDNS's plugin/hosts: FILE defaults to /etc/hosts (a relative FILE is taken
 block's. Any block line that is not an option and comes before `fallthrough` is an inline
 hosts line (`IP NAME...`). ttl defaults to 3600 (1-65535); the file is re-read every
 `reload` (default 5s, 0 disables) when its mtime or size changed; a deleted file keeps the
-entries last read. Names outside ZONES go to the next plugin; PTR queries are answered for any
+entries last read (each re-read voids the fast path's answers made from the entries). Names
+outside ZONES go to the next plugin; PTR queries are answered for any
 reverse name (unless no_reverse) and go to the next plugin when nothing matches. A name that
 exists with another type gets NODATA; a name that does not exist gets SERVFAIL (there is no
 SOA to build an NXDOMAIN from) unless `fallthrough` covers it. Answers are authoritative and
@@ -51,6 +52,7 @@ from clusterdns.errors import PluginError
 from clusterdns.fallthrough import Fallthrough
 from clusterdns.plugin import Plugin, SetupContext, unknown_option
 from clusterdns.request import Request
+from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
 
 if TYPE_CHECKING:
@@ -175,6 +177,7 @@ class Hosts(Plugin):
         self._mtime_ns = -1
         self._size = -1
         self._task: asyncio.Task[None] | None = None
+        self.slot = fastpath.new_slot()
 
     # ---- setup ---------------------------------------------------------------------------
 
@@ -245,6 +248,7 @@ class Hosts(Plugin):
         hmap = parse_hosts(data.decode("utf-8", "surrogateescape"), self.origins, self.auto_reverse)
         log.debug("Parsed hosts file into %d entries", len(hmap))
         self.hmap = hmap  # one reference swap: readers see the old or the new map
+        fastpath.bump(self.slot)
         self._mtime_ns, self._size = st.st_mtime_ns, st.st_size
         ENTRIES.set(len(self.inline) + len(hmap))
         RELOAD_TIMESTAMP.set(st.st_mtime_ns / 1e9)
@@ -291,6 +295,7 @@ class Hosts(Plugin):
         if qtype != dns.rdatatype.PTR and not longest_match(self.origins, qname):
             req.note("name outside the hosts plugin's zones")
             return await self.next(req)
+        fastpath.depend(self.slot)
         owner = req.name.canonicalize()  # lower-cased, as CoreDNS's state.Name()
         values: list[str] = []
         if qtype == dns.rdatatype.PTR:

@@ -2,10 +2,15 @@
 
 Routing follows CoreDNS's server.ServeDNS: walk the query name label by label, longest zone
 first; DS queries go to the parent-most matching zone; "." is the last resort; else REFUSED.
+
+With `fast` (the running server's routers), every answer the chain gives is also offered to
+the address's FastPath, which keeps the ones it may replay (see clusterdns.server.fastpath);
+the listeners ask `fast.answer` before they come here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 
@@ -17,22 +22,30 @@ from clusterdns import metrics
 from clusterdns.config import Block, ListenAddr
 from clusterdns.errors import PluginError
 from clusterdns.request import Request
+from clusterdns.server import fastpath
+from clusterdns.server.fastwire import EntryState, query_key
+from clusterdns.server.pacer import Pacer
 from clusterdns.server.wire import Rejected, finish, parse_query, render, udp_limit
 
 log = logging.getLogger("clusterdns.server")
 
 
-def _report_dropped(req: Request, resp: dns.message.Message, size: int) -> None:
+def report_dropped(req: Request, resp: dns.message.Message, size: int) -> None:
     metrics.report(req, "dropped", resp.rcode(), "", size, req.start)
 
 
 class Router:
     """One per listening address; `zones` is swapped whole on reload."""
 
-    def __init__(self, addr: ListenAddr, zones: dict[str, Block]) -> None:
+    def __init__(self, addr: ListenAddr, zones: dict[str, Block], fast: bool = False) -> None:
         self.addr = addr
         self.label = addr.label
         self.zones = zones
+        #: Only for chains built with fastpath.wrap (the Runtime does that when it is on).
+        self.fast = fastpath.FastPath(self.label) if fast else None
+        self.pacer = Pacer() if fast else None
+        #: Queries the chain is answering now, by transport and bytes after the ID.
+        self.pending: dict[tuple[str, bytes], asyncio.Future[None]] = {}
 
     def route(self, qname: str, qtype: int) -> tuple[str, Block] | None:
         zones = self.zones
@@ -57,12 +70,58 @@ class Router:
         self, data: bytes, remote: tuple[str, int], local: tuple[str, int], proto: str
     ) -> bytes | None:
         """Answer one query; None means stay silent."""
+        return (await self.serve(data, remote, local, proto))[0]
+
+    async def serve(
+        self, data: bytes, remote: tuple[str, int], local: tuple[str, int], proto: str
+    ) -> tuple[bytes | None, tuple[bytes, EntryState] | None]:
+        """Answer one query through the chain; also the fast-path entry made of the answer.
+
+        With the fast path, a query whose answer was kept since it came in gets that; one
+        identical (but for its ID) to a query the chain is answering waits for that one and
+        gets the entry it leaves: a burst of the same question (a popular name expiring from
+        the cache) costs the chain once. Only for questions whose
+        answer was kept before: others (forwarded without a cache, a loop's probe coming back)
+        must each go through the chain, as CoreDNS sends each upstream.
+        """
+        fast = self.fast
+        if fast is None:
+            return await self._serve(data, remote, local, proto)
+        assert self.pacer is not None
+        k = query_key(data)
+        if k is None or k[0] not in (fast.udp if proto == "udp" else fast.tcp).entries:
+            await self.pacer.turn()
+            return await self._serve(data, remote, local, proto)
+        hit = fast.lookup(data, remote[0], proto)  # kept since this query came in
+        if hit is not None:
+            return hit[1], (k[0], hit[0].state())
+        same = (proto, data[2:])
+        first = self.pending.get(same)
+        if first is not None:
+            await asyncio.wait([first])
+            hit = fast.lookup(data, remote[0], proto)
+            if hit is not None:
+                return hit[1], (k[0], hit[0].state())
+            await self.pacer.turn()
+            return await self._serve(data, remote, local, proto)  # nothing was kept
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[same] = fut
+        try:
+            await self.pacer.turn()
+            return await self._serve(data, remote, local, proto)
+        finally:
+            del self.pending[same]
+            fut.set_result(None)
+
+    async def _serve(
+        self, data: bytes, remote: tuple[str, int], local: tuple[str, int], proto: str
+    ) -> tuple[bytes | None, tuple[bytes, EntryState] | None]:
         try:
             q = parse_query(data)
         except Rejected as r:
             if r.wire is not None:
                 log.debug("rejected query from %s: %s", remote[0], r.reason)
-            return r.wire
+            return r.wire, None
         ip = remote[0]
         if ip.startswith("::ffff:") and "." in ip:
             ip = ip[7:]
@@ -77,7 +136,15 @@ class Router:
             server=self.label,
             bufsize=udp_limit(q),
         )
-        resp = await self._resolve(req)
+        fast = self.fast
+        if fast is None:
+            resp = await self._resolve(req)
+        else:
+            rec, token = fastpath.begin()
+            try:
+                resp = await self._resolve(req)
+            finally:
+                fastpath.end(token)
         finish(resp, q)
         limit = udp_limit(q) if proto == "udp" else 65535
         wire = render(resp, limit)
@@ -86,7 +153,13 @@ class Router:
                 fn(req, resp, len(wire))
             except Exception:  # a recorder must never take the answer down
                 log.exception("after-write hook failed")
-        return wire
+        if fast is None:
+            return wire, None
+        try:
+            return wire, fast.fill(rec, req, resp, data, wire, limit)
+        except Exception:  # the answer stands; it only is not kept
+            log.exception("fast path: keeping an answer failed")
+            return wire, None
 
     async def _resolve(self, req: Request) -> dns.message.Message:
         if req.msg.edns > 0:
@@ -94,14 +167,16 @@ class Router:
         found = self.route(req.qname, req.qtype)
         if found is None:
             # CoreDNS's errorAndMetricsFunc: counted under zone "dropped", no plugin.
-            req.after_write.append(_report_dropped)
+            req.after_write.append(report_dropped)
             return req.reply(dns.rcode.REFUSED)
         req.zone, block = found
         try:
             return await block.chain(req)
         except PluginError as e:
+            fastpath.veto("plugin error")
             return req.reply(e.rcode)
         except Exception:
+            fastpath.veto("crash")
             metrics.PANIC.inc()
             log.error("Recovered from panic in server: %r\n%s", self.label, traceback.format_exc())
             return req.reply(dns.rcode.SERVFAIL)

@@ -2,6 +2,10 @@
 
 TCP follows RFC 7766: two-byte length framing, pipelined queries answered as they complete,
 an idle timeout, and a bound on open connections.
+
+A query the router's fast path knows is answered right in the protocol callback, with no task:
+only the others go through the chain (see clusterdns.server.fastpath). With worker processes,
+the UDP socket is bound with SO_REUSEPORT so that theirs can join it (clusterdns.server.workers).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ TCP_MAX_CONNECTIONS = 1024
 TCP_MAX_INFLIGHT = 64  # queries one TCP connection may have in flight
 
 
-def _socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
+def _socket(
+    host: str, port: int, kind: socket.SocketKind, reuseport: bool = False
+) -> socket.socket:
     """A bound socket; "" means every address, IPv6 dual-stack when the host has IPv6."""
     if host == "":
         family = socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET
@@ -33,13 +39,15 @@ def _socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
     sock = socket.socket(family, kind)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and host == "":
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((bind_host, port))
     except OSError:
         if host == "" and family == socket.AF_INET6:
             sock.close()
-            return _socket("0.0.0.0", port, kind)
+            return _socket("0.0.0.0", port, kind, reuseport)
         sock.close()
         raise
     sock.setblocking(False)
@@ -55,6 +63,12 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        fast = self.listener.router.fast
+        if fast is not None and self.transport is not None:
+            wire = fast.answer(data, addr[0], "udp")
+            if wire is not None:
+                self.transport.sendto(wire, addr)
+                return
         self.listener.spawn(self._answer(data, addr))
 
     async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -115,6 +129,12 @@ class _Tcp(asyncio.Protocol):
                 break
             msg = bytes(self.buf[2 : 2 + n])
             del self.buf[: 2 + n]
+            fast = self.listener.router.fast
+            if fast is not None and self.transport is not None and not self.transport.is_closing():
+                wire = fast.answer(msg, self.peer[0], "tcp")
+                if wire is not None:
+                    self.transport.write(len(wire).to_bytes(2, "big") + wire)
+                    continue
             self.inflight += 1
             self.listener.spawn(self._answer(msg))
         if self.inflight >= TCP_MAX_INFLIGHT and self.transport is not None:
@@ -139,9 +159,10 @@ class _Tcp(asyncio.Protocol):
 class Listener:
     """The UDP socket and TCP server of one ListenAddr."""
 
-    def __init__(self, addr: ListenAddr, router: Router) -> None:
+    def __init__(self, addr: ListenAddr, router: Router, reuseport: bool = False) -> None:
         self.addr = addr
         self.router = router
+        self.reuseport = reuseport  # for the UDP socket: worker processes share the address
         self.local: tuple[str, int] = (addr.host, addr.port)
         self.conns: set[_Tcp] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -158,7 +179,7 @@ class Listener:
         tsock = _socket(self.addr.host, self.addr.port, socket.SOCK_STREAM)
         port = tsock.getsockname()[1]
         try:
-            usock = _socket(self.addr.host, port, socket.SOCK_DGRAM)
+            usock = _socket(self.addr.host, port, socket.SOCK_DGRAM, self.reuseport)
         except OSError:
             tsock.close()
             raise

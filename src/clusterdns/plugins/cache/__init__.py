@@ -33,6 +33,12 @@ coredns_cache_requests_total, coredns_cache_hits_total, coredns_cache_misses_tot
 coredns_cache_prefetch_total, coredns_cache_drops_total, coredns_cache_served_stale_total and
 coredns_cache_evictions_total, labelled `server`, `zones` (the cache's zones joined with ","),
 `view` and, for entries/hits/evictions, `type` (success or denial).
+
+Fast path (clusterdns.server.fastpath): a fresh hit may be replayed from its rendered bytes with
+the TTL counting down as here, its request and hit counted, until the item expires or leaves
+the cache (its key's slot is bumped then). A miss whose answer is exactly what a hit on the
+new item would give is replayed as that hit. Other misses, stale answers and `prefetch` (which
+counts every hit) are never replayed.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from clusterdns.plugins.cache import metrics as m
 from clusterdns.plugins.cache.item import Item, Key, Shards, with_ttl
 from clusterdns.plugins.cache.setup import Settings, parse
 from clusterdns.request import Request
+from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
 
 log = logging.getLogger("clusterdns")
@@ -70,8 +77,8 @@ class Cache(Plugin):
         self.s = s
         self.zones = s.zones
         self.label = ",".join(s.zones)
-        self.pcache: Shards[Item] = Shards(s.pcap)
-        self.ncache: Shards[Item] = Shards(s.ncap)
+        self.pcache: Shards[Item] = Shards(s.pcap, self._dropped)
+        self.ncache: Shards[Item] = Shards(s.ncap, self._dropped)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -97,12 +104,21 @@ class Cache(Plugin):
         key: Key = (req.qname, req.qtype, req.qclass, do, cd)
         now = time.monotonic()
         item = self._lookup(key, req.server, now)
+        rec = fastpath.recorder()
         if item is None:
             req.note("cache miss")
-            resp = await self.next(req)
-            return self._write(req, resp, key, ad, prefetch=False)
+            if rec is None:
+                resp = await self.next(req)
+                return self._write(req, resp, key, ad, prefetch=False)
+            with fastpath.shielded():  # what fills the cache now is not what a replay does
+                resp = await self.next(req)
+            out = self._write(req, resp, key, ad, prefetch=False)
+            self._replay_miss(rec, req, key, out, do, ad)
+            return out
         ttl = item.ttl(now)
         if ttl < 0:
+            if rec is not None:
+                rec.veto("stale cache entry")
             if self.s.verify_stale:
                 fresh = await self._verify(req, key, ad)
                 if fresh is not None:
@@ -115,9 +131,58 @@ class Cache(Plugin):
             self._try_prefetch(item, req, key, now)
         if self.s.keepttl:
             ttl = item.orig_ttl
+        if rec is not None:
+            self._replayable(rec, req, key, item, ttl)
         req.note("cache hit")
         req.answered_by = self.name
         return item.to_msg(req, ttl, do, ad)
+
+    def _replayable(
+        self, rec: fastpath.Recorder, req: Request, key: Key, item: Item, ttl: int
+    ) -> None:
+        """Tell the fast path how to replay this hit (as _lookup counted it)."""
+        if self.s.prefetch > 0:
+            rec.veto("cache prefetch counts hits")
+            return
+        item.fast = True
+        rec.depend(fastpath.key_slot(key))
+        hit = m.DENIAL if self.ncache.get(key) is item else m.SUCCESS
+        rec.count(m.REQUESTS, (req.server, self.label, m.VIEW))
+        rec.count(m.HITS, (req.server, hit, self.label, m.VIEW))
+        rec.countdown = (item.stored, item.orig_ttl, max(ttl, 0), self.s.keepttl)
+
+    def _replay_miss(
+        self, rec: fastpath.Recorder, req: Request, key: Key, out: dns.message.Message,
+        do: bool, ad: bool,
+    ) -> None:  # fmt: skip
+        """A miss whose answer is what a hit on the item just stored would say, in this very
+        second, is replayed as that hit (so a refill costs the chain once, not twice)."""
+        now = time.monotonic()
+        item = self._peek(key, now)
+        if item is None:
+            rec.veto("cache miss not stored")
+            return
+        ttl = item.orig_ttl if self.s.keepttl else item.ttl(now)
+        if ttl <= 0 or not same_reply(item.to_msg(req, ttl, do, ad), out):
+            rec.veto("cache miss unlike a hit")
+            return
+        rec.answered_by = self.name
+        self._replayable(rec, req, key, item, ttl)
+
+    def _peek(self, key: Key, now: float) -> Item | None:
+        """What _lookup would find now, without counting anything."""
+        neg = self.ncache.get(key)
+        pos = self.pcache.get(key)
+        if neg is not None and self._usable(neg, now):
+            if neg.rcode == dns.rcode.SERVFAIL and pos is not None and self._usable(pos, now):
+                return pos
+            return neg
+        return pos if pos is not None and self._usable(pos, now) else None
+
+    @staticmethod
+    def _dropped(key: object, item: Item) -> None:
+        if item.fast:
+            fastpath.bump(fastpath.key_slot(key))
 
     def _usable(self, item: Item, now: float) -> bool:
         ttl = item.ttl(now)
@@ -253,6 +318,25 @@ class Cache(Plugin):
                 fresh.hits, fresh.last = item.hits, now
         finally:
             item.refreshing = False
+
+
+def same_reply(a: dns.message.Message, b: dns.message.Message) -> bool:
+    """Whether two replies would render alike: flags, rcode, EDNS options, records in order."""
+    if (a.flags, a.rcode(), a.question) != (b.flags, b.rcode(), b.question):
+        return False
+    if (list(a.options) if a.edns >= 0 else []) != (list(b.options) if b.edns >= 0 else []):
+        return False
+    for x, y in ((a.answer, b.answer), (a.authority, b.authority), (a.additional, b.additional)):
+        if len(x) != len(y):
+            return False
+        for r, t in zip(x, y, strict=True):
+            if (r.name, r.rdtype, r.rdclass, r.covers, r.ttl, list(r)) != (
+                t.name, t.rdtype, t.rdclass, t.covers, t.ttl, list(t)
+            ):  # fmt: skip
+                return False
+            if r.name.labels != t.name.labels:  # Name equality ignores case; the wire does not
+                return False
+    return True
 
 
 def refresh_request(req: Request) -> Request:

@@ -13,7 +13,7 @@ and never evicts the item just refreshed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -55,6 +55,8 @@ class Item:
     last: float = field(default=float("-inf"))
     #: A prefetch for this item is in flight; at most one runs per item.
     refreshing: bool = False
+    #: The fast path replays answers made from this item: dropping it must void them.
+    fast: bool = False
 
     @classmethod
     def from_msg(cls, m: dns.message.Message, now: float, duration: float) -> Item:
@@ -102,12 +104,16 @@ class Item:
 
 
 class Shards(Generic[V]):
-    """A bounded map split in 256 shards; `add` reports whether it evicted something."""
+    """A bounded map split in 256 shards; `add` reports whether it evicted something.
 
-    def __init__(self, capacity: int) -> None:
+    `on_drop(key, value)` is called for every value that leaves: evicted, replaced, removed.
+    """
+
+    def __init__(self, capacity: int, on_drop: Callable[[object, V], None] | None = None) -> None:
         self.shard_size = max(capacity // SHARDS, MIN_SHARD_SIZE)
         self._shards: list[dict[object, V]] = [{} for _ in range(SHARDS)]
         self._len = 0
+        self._on_drop = on_drop
 
     def _shard(self, key: object) -> dict[object, V]:
         return self._shards[hash(key) & (SHARDS - 1)]
@@ -118,10 +124,16 @@ class Shards(Generic[V]):
     def add(self, key: object, value: V) -> bool:
         shard = self._shard(key)
         evicted = False
+        drop = self._on_drop
         if key in shard:
-            del shard[key]  # re-insert: a refreshed entry becomes the newest
+            old = shard.pop(key)  # re-insert: a refreshed entry becomes the newest
+            if drop is not None:
+                drop(key, old)
         elif len(shard) >= self.shard_size:
-            del shard[next(iter(shard))]
+            gone = next(iter(shard))
+            old = shard.pop(gone)
+            if drop is not None:
+                drop(gone, old)
             evicted = True
         else:
             self._len += 1
@@ -129,8 +141,11 @@ class Shards(Generic[V]):
         return evicted
 
     def remove(self, key: object) -> None:
-        if self._shard(key).pop(key, None) is not None:
+        old = self._shard(key).pop(key, None)
+        if old is not None:
             self._len -= 1
+            if self._on_drop is not None:
+                self._on_drop(key, old)
 
     def __len__(self) -> int:
         return self._len

@@ -43,6 +43,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from functools import partial
 from typing import TYPE_CHECKING
 
 import dns.message
@@ -56,6 +57,7 @@ from clusterdns.plugins.kubernetes.metrics import DNS_PROGRAMMING
 from clusterdns.plugins.kubernetes.setup import Settings, parse
 from clusterdns.plugins.kubernetes.source import Source, SourceOptions
 from clusterdns.request import Request
+from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
 
 if TYPE_CHECKING:
@@ -107,6 +109,10 @@ class Kubernetes(Plugin):
     async def start(self, rt: Runtime) -> None:
         s = self.settings
         store = TimedStore()
+        # Every change of the data voids the fast path's answers made from it (handler.py).
+        slot = fastpath.new_slot()
+        store.on_change = partial(fastpath.bump, slot)
+        self.resolver.slot = slot
         options = self.source_options()
         source: Source
         if s.manifests:

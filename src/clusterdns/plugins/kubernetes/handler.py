@@ -13,6 +13,11 @@ As CoreDNS's plugin/kubernetes/handler.go:
 `upstream` resolves an out-of-zone CNAME target through the whole server again (routing by
 zone, then that block's chain), which is what CoreDNS's upstream.Lookup does; nesting is capped
 so two ExternalNames pointing at each other across zones cannot loop forever.
+
+Fast path (clusterdns.server.fastpath): an answer depends on the store (its slot is bumped on
+every change); SRV answers show the query's case in their targets, so they are only replayed
+to the same spelling; answers that needed `upstream` or came before the first sync are not
+replayed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from clusterdns.plugins.kubernetes.answers import RR, Answers, Result
 from clusterdns.plugins.kubernetes.lookup import Backend, Query
 from clusterdns.plugins.kubernetes.setup import Settings
 from clusterdns.request import Request
+from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
 
 if TYPE_CHECKING:
@@ -70,6 +76,7 @@ class Handler:
         self.synced = synced
         self.serial = serial
         self.runtime: Runtime | None = None
+        self.slot = 0  # the fast path's slot for the store's data (set by the plugin's start)
 
     async def serve(self, req: Request) -> dns.message.Message:
         qname = req.qname
@@ -77,6 +84,14 @@ class Handler:
         if not zone:
             req.note("name outside the kubernetes plugin's zones")
             return await self.next(req)
+        rec = fastpath.recorder()
+        if rec is not None:
+            if self.slot and self.synced():
+                rec.depend(self.slot)  # before reading: a change from here on voids it
+            else:
+                rec.veto("kubernetes: not synced")
+            if req.qtype == _T.SRV:
+                rec.case_sensitive = True
         owner = req.name
         nz = 0 if zone == "." else zone.count(".")
         zone_name = dns.name.Name(owner.labels[len(owner.labels) - nz - 1 :])  # query case
@@ -135,6 +150,7 @@ class Handler:
         """
         rt = self.runtime
         depth = _DEPTH.get()
+        fastpath.veto("kubernetes: upstream lookup")
         if rt is None:
             return None
         router = next(

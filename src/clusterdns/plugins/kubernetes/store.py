@@ -52,17 +52,24 @@ class Store:
     generation: int = 0
     #: time.time() of the last successful contact with the source (list, event or bookmark).
     last_contact: float = 0.0
+    #: Called after every change (the fast path voids the answers made from this store).
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     # ---- writes ----------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.generation += 1
+        if self.on_change is not None:
+            self.on_change()
 
     def upsert(self, rec: Record) -> None:
         self._remove(kind_of(rec), rec.key)
         self._add(rec)
-        self.generation += 1
+        self._changed()
 
     def delete(self, kind: str, key: Key) -> None:
         self._remove(kind, key)
-        self.generation += 1
+        self._changed()
 
     def replace(self, kind: str, records: list[Record]) -> None:
         """Make `kind` exactly `records` in one step (a full list, or a relist after 410)."""
@@ -71,7 +78,7 @@ class Store:
         for rec in records:
             self._add(rec)
         self.synced.add(kind)
-        self.generation += 1
+        self._changed()
 
     def touch(self) -> None:
         self.last_contact = time.time()

@@ -1,0 +1,329 @@
+"""What the benchmark runs: dnsperf (load and a latency probe), dnsmasq, ClusterDNS processes.
+
+Nothing here decides what is measured; bench/run.py does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+#: dnsperf's load: 16 clients (source ports, so SO_REUSEPORT spreads them), 200 in flight (more
+#: overflows the servers' default socket buffers, dnsmasq's too, and only adds lost queries).
+CLIENTS, IN_FLIGHT, TIMEOUT = 16, 200, 2
+#: The latency probe: a second dnsperf at a low fixed rate, printing each query's latency
+#: (the loaded one cannot: printing halves what it can send).
+PROBE_QPS = 500
+
+
+def need_tools() -> None:
+    missing = [t for t in ("dnsperf", "dnsmasq") if shutil.which(t) is None]
+    if missing:
+        raise SystemExit(
+            f"missing {', '.join(missing)}: run `make bench` (it installs them with apt-get) "
+            "or `apt-get install -y dnsperf dnsmasq`"
+        )
+
+
+def free_port() -> int:
+    for _ in range(50):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.bind((HOST, 0))
+        port = int(t.getsockname()[1])
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind((HOST, port))
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+        return port
+    raise RuntimeError("no free port")
+
+
+# ---- dnsperf --------------------------------------------------------------------------------
+
+
+@dataclass
+class Perf:
+    """One dnsperf run (and the probe that ran beside it)."""
+
+    qps: float = 0.0
+    sent: int = 0
+    completed: int = 0
+    lost: int = 0
+    avg_ms: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    rcodes: dict[str, int] = field(default_factory=dict)
+    offered_qps: float | None = None  # -Q, when the load was limited
+    server_cpu_s: float | None = None
+    peak_rss_mb: float | None = None
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _dnsperf_cmd(port: int, data: Path, seconds: float, qps: float | None) -> list[str]:
+    cmd = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(data), "-l", f"{seconds:g}",
+           "-c", str(CLIENTS), "-q", str(IN_FLIGHT), "-t", str(TIMEOUT)]  # fmt: skip
+    if qps:
+        cmd += ["-Q", str(int(qps))]
+    return cmd
+
+
+def parse_dnsperf(text: str) -> Perf:
+    p = Perf()
+
+    def num(label: str) -> float:
+        m = re.search(rf"{label}:\s+([\d.]+)", text)
+        return float(m.group(1)) if m else 0.0
+
+    p.sent = int(num("Queries sent"))
+    p.completed = int(num("Queries completed"))
+    p.lost = int(num("Queries lost"))
+    p.qps = num("Queries per second")
+    p.avg_ms = num(r"Average Latency \(s\)") * 1000
+    m = re.search(r"Response codes:\s+(.*)", text)
+    if m:
+        for code, n in re.findall(r"([A-Z]+) (\d+)", m.group(1)):
+            p.rcodes[code] = int(n)
+    return p
+
+
+def percentiles(lines: str) -> tuple[float | None, float | None]:
+    """p50 and p99 (ms) of dnsperf -v's lines: `> RCODE NAME TYPE SECONDS`. A query that
+    timed out (`> T NAME TYPE`) counts as the slowest."""
+    lat: list[float] = []
+    for x in lines.splitlines():
+        if x.startswith("> "):
+            last = x.split()[-1]
+            lat.append(float(last) if last[0].isdigit() else float(TIMEOUT))
+    lat.sort()
+    if len(lat) < 10:
+        return None, None
+    q = statistics.quantiles(lat, n=100, method="inclusive")
+    return q[49] * 1000, q[98] * 1000
+
+
+def dnsperf(
+    port: int, data: Path, seconds: float, qps: float | None = None, probe: bool = True,
+    pids: list[int] | None = None,
+) -> Perf:  # fmt: skip
+    """Load the server at `port` for `seconds`; with `probe`, measure p50/p99 beside it; with
+    `pids`, the CPU seconds those processes (and their children) spent meanwhile."""
+    procs = Procs(pids or [])
+    cpu0 = procs.cpu()
+    load = subprocess.Popen(_dnsperf_cmd(port, data, seconds, qps), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    prober = None
+    # To a file, not a pipe: a prober blocked on a full pipe would time its own stall.
+    probe_out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below
+    if probe:
+        cmd = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(data), "-l", f"{seconds:g}",
+               "-c", "1", "-q", "20", "-Q", str(PROBE_QPS), "-t", str(TIMEOUT), "-v"]  # fmt: skip
+        prober = subprocess.Popen(cmd, stdout=probe_out, stderr=subprocess.DEVNULL, text=True)
+    out, _ = load.communicate()
+    p = parse_dnsperf(out)
+    if prober is not None:
+        prober.wait()
+        probe_out.seek(0)
+        p.p50_ms, p.p99_ms = percentiles(probe_out.read())
+    probe_out.close()
+    if pids:
+        p.server_cpu_s = round(procs.cpu() - cpu0, 2)
+        p.peak_rss_mb = procs.peak_rss_mb()
+    p.offered_qps = qps
+    return p
+
+
+# ---- processes ------------------------------------------------------------------------------
+
+
+class Procs:
+    """A server's processes: the ones given and their children (worker processes)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.procs: list[psutil.Process] = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                p = psutil.Process(pid)
+                self.procs += [p, *p.children(recursive=True)]
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in self.procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def rss_mb(self) -> float:
+        total = 0
+        for p in self.procs:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return round(total / 2**20, 1)
+
+    def pss_mb(self) -> float:
+        """Proportional set size: shared pages (libraries) split between the processes."""
+        total = 0
+        for p in self.procs:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_full_info().pss
+        return round(total / 2**20, 1)
+
+    def peak_rss_mb(self) -> float:
+        total = 0
+        for p in self.procs:
+            with contextlib.suppress(OSError, psutil.Error):
+                status = Path(f"/proc/{p.pid}/status").read_text()
+                m = re.search(r"VmHWM:\s+(\d+) kB", status)
+                total += int(m.group(1)) * 1024 if m else 0
+        return round(total / 2**20, 1)
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    ready_s: float | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+    def stop(self) -> None:
+        kids = Procs(self.pids).procs
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)  # measured already: no lameduck to sit out
+            self.proc.wait()
+        for k in kids:
+            with contextlib.suppress(psutil.Error):
+                k.wait(5)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def start_clusterdns(
+    name: str, corefile: str, work: Path, ready_port: int, port: int, workers: str,
+    env: dict[str, str] | None = None, ready_timeout: float = 120.0,
+) -> Server:  # fmt: skip
+    """Start ClusterDNS and wait for /ready; `ready_s` is the time from exec to ready."""
+    work.mkdir(parents=True, exist_ok=True)
+    conf = work / f"Corefile.{name}"
+    conf.write_text(corefile)
+    log = work / f"{name}.log"
+    full_env = {**os.environ, **(env or {})}
+    cmd = [sys.executable, "-m", "clusterdns", "-conf", str(conf), "-workers", workers]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
+                                cwd=work)  # fmt: skip
+    srv = Server(name, proc, port, log)
+    try:
+        srv.ready_s = round(wait_http(f"http://{HOST}:{ready_port}/ready", proc, ready_timeout), 3)
+    except RuntimeError:
+        srv.stop()
+        raise RuntimeError(f"{name}: {log.read_text()[-2000:]}") from None
+    return srv
+
+
+def start_dnsmasq(name: str, work: Path, port: int, args: list[str]) -> Server:
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / f"{name}.log"
+    cmd = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+           f"--listen-address={HOST}", "--bind-interfaces", f"--port={port}",
+           "--user=root" if os.geteuid() == 0 else "--user=", "--pid-file=",
+           f"--log-facility={log}", *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    srv = Server(name, proc, port, log)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # answering anything (REFUSED too) means it is up
+        if proc.poll() is not None:
+            raise RuntimeError(f"dnsmasq {name} exited: {log.read_text()[-2000:]}")
+        if _answers(port):
+            return srv
+        time.sleep(0.05)
+    srv.stop()
+    raise RuntimeError(f"dnsmasq {name} does not answer")
+
+
+def _answers(port: int) -> bool:
+    q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05probe\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        try:
+            s.sendto(q, (HOST, port))
+            return s.recv(512)[:2] == q[:2]
+        except OSError:
+            return False
+
+
+@contextlib.contextmanager
+def running(srv: Server) -> Iterator[Server]:
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def warm(port: int, data: Path, spread: float = 0.0) -> None:
+    """Ask every query of `data` before measuring.
+
+    With `spread`, the first pass is paced over that many seconds (the cache's TTL): entries
+    are then stored, and expire, spread over time as in a server that has been running for a
+    while, instead of all together — a wave of expiries is what a restart brings, not what a
+    server lives with. Then two quick passes (the worker processes' entries).
+    """
+    base = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(data), "-c", str(CLIENTS),
+            "-t", str(TIMEOUT)]  # fmt: skip
+    if spread > 0:
+        n = sum(1 for line in data.read_text().splitlines() if line.strip())
+        rate = str(max(1, int(n / spread)))
+        subprocess.run(
+            [*base, "-n", "1", "-q", "20", "-Q", rate],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+    subprocess.run(
+        [*base, "-n", "2", "-q", "100"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )

@@ -1,0 +1,183 @@
+"""The benchmark's summary table and its latency-vs-load chart (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _f(v: Any, fmt: str = "{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def table(r: dict[str, Any], targets: dict[str, float]) -> str:
+    lines = [
+        "",
+        f"ClusterDNS benchmark ({r['mode']}): {r['cluster']['services']} services, "
+        f"{r['cluster']['endpoints']} endpoints, {r['cluster']['namespaces']} namespaces; "
+        f"{r['seconds']:g} s per run, -workers {r['workers']}; {r['versions']['cpus']} CPUs "
+        f"({r['versions']['cpu']})",
+        "",
+        f"{'scenario':22s} {'server':22s} {'QPS':>8s} {'avg ms':>7s} {'p50 ms':>7s} "
+        f"{'p99 ms':>7s} {'lost':>6s} {'CPU s':>6s} {'RSS MB':>7s} {'vs peer':>8s}",
+    ]
+    for key, rows in sorted(r["scenarios"].items()):
+        peer = next((x for x in rows if x["server"] == "dnsmasq"), None)
+        for x in rows:
+            ratio = ""
+            if peer is not None and x is not peer and peer["qps"]:
+                ratio = f"{x['qps'] / peer['qps']:.2f}x"
+            lines.append(
+                f"{key:22s} {x['server']:22s} {x['qps']:8.0f} {x['avg_ms']:7.2f} "
+                f"{_f(x['p50_ms']):>7s} {_f(x['p99_ms']):>7s} {x['lost']:6d} "
+                f"{_f(x['server_cpu_s'], '{:.1f}'):>6s} {_f(x['peak_rss_mb'], '{:.0f}'):>7s} "
+                f"{ratio:>8s}"
+            )
+    lines.append("")
+    for name, points in r["curve"].items():
+        cells = "  ".join(
+            f"{p['pct']}%: {p['qps']:.0f} qps p50 {_f(p['p50_ms'])} p99 {_f(p['p99_ms'])} ms"
+            for p in points
+        )
+        lines.append(f"latency vs load, {name}: {cells}")
+    lines.append("")
+    for name, s in r["startup"].items():
+        lines.append(
+            f"start-up ({name}): ready in {_f(s['ready_s'])} s, RSS after sync "
+            f"{_f(s['rss_mb'], '{:.0f}')} MB (PSS {_f(s.get('pss_mb'), '{:.0f}')} MB, "
+            f"{s.get('processes', 1)} processes)"
+        )
+    for name, w in r.get("watch", {}).items():
+        lines.append(
+            f"change → answer ({name}): p50 {_f(w.get('p50_ms'))} ms, p99 "
+            f"{_f(w.get('p99_ms'))} ms over {w['n']} changes"
+        )
+    lines += ["", "targets (from the issue):"]
+    lines += [f"  {line}" for line in verdicts(r, targets)]
+    return "\n".join(lines)
+
+
+def verdicts(r: dict[str, Any], t: dict[str, float]) -> list[str]:
+    sc = r["scenarios"]
+
+    def qps(key: str, server: str) -> float | None:
+        return next((x["qps"] for x in sc.get(key, []) if x["server"] == server), None)
+
+    out = []
+    s1, peer = qps("1-cluster-cache-A", "clusterdns"), qps("1-cluster-cache-A", "dnsmasq")
+    if s1 and peer:
+        out.append(
+            _v(
+                f"scenario 1 >= {t['s1_vs_dnsmasq']:.1f}x dnsmasq (A queries): {s1 / peer:.2f}x",
+                s1 / peer >= t["s1_vs_dnsmasq"],
+            )
+        )
+    half = next((p for p in r["curve"].get("clusterdns", []) if p["pct"] == 50), None)
+    if half and half["p99_ms"] is not None:
+        out.append(
+            _v(
+                f"scenario 1 p99 at 50% of max < {t['s1_p99_ms_at_50pct']} ms: "
+                f"{half['p99_ms']:.2f} ms",
+                half["p99_ms"] < t["s1_p99_ms_at_50pct"],
+            )
+        )
+    s2 = qps("2-cluster-nocache", "clusterdns")
+    if s2:
+        out.append(_v(f"scenario 2 >= {t['s2_qps']:.0f} QPS: {s2:.0f}", s2 >= t["s2_qps"]))
+    big = r["cluster"]["endpoints"] >= 100_000
+    st = r["startup"]
+    mf = st.get("manifests")
+    if mf and big:
+        one = st.get("manifests_one_process") or mf
+        out.append(
+            _v(
+                f"RSS after sync, 10k/100k <= {t['rss_10k_100k_mb']} MB: {one['rss_mb']:.0f} MB "
+                f"in one process ({mf['rss_mb']:.0f} MB with -workers {r['workers']})",
+                one["rss_mb"] <= t["rss_10k_100k_mb"],
+            )
+        )
+        out.append(
+            _v(
+                f"ready with 100k endpoints < {t['ready_100k_s']} s: {mf['ready_s']:.2f} s "
+                "(manifests)",
+                mf["ready_s"] < t["ready_100k_s"],
+            )
+        )
+        api = st.get("api")
+        if api:
+            out.append(
+                _v(
+                    f"ready with 100k endpoints < {t['ready_100k_s']} s: "
+                    f"{api['ready_s']:.2f} s (API)",
+                    api["ready_s"] < t["ready_100k_s"],
+                )
+            )
+    small = (
+        st.get("manifests_1k_10k_one_process")
+        or st.get("manifests_1k_10k")
+        or (mf if not big else None)
+    )
+    if small:
+        with_workers = st.get("manifests_1k_10k") or (mf if not big else None)
+        note = f" ({with_workers['rss_mb']:.0f} MB with workers)" if with_workers else ""
+        out.append(
+            _v(
+                f"RSS after sync, 1k/10k <= {t['rss_1k_10k_mb']} MB: {small['rss_mb']:.0f} MB"
+                f"{'' if small is with_workers else note}",
+                small["rss_mb"] <= t["rss_1k_10k_mb"],
+            )
+        )
+    w = r.get("watch", {}).get("api")
+    if w and w.get("p99_ms") is not None:
+        out.append(
+            _v(
+                f"watch event -> answer p99 < {t['watch_p99_ms']} ms: {w['p99_ms']:.1f} ms",
+                w["p99_ms"] < t["watch_p99_ms"],
+            )
+        )
+    return out
+
+
+def _v(text: str, ok: bool) -> str:
+    return f"[{'met' if ok else 'MISSED'}] {text}"
+
+
+def chart(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    styles = {"clusterdns": "tab:blue", "dnsmasq": "tab:gray"}
+    for name, points in r["curve"].items():
+        xs = [p["qps"] for p in points if p["p50_ms"] is not None]
+        color = styles.get(name, "tab:green")
+        ax.plot(
+            xs,
+            [p["p50_ms"] for p in points if p["p50_ms"] is not None],
+            "o-",
+            color=color,
+            label=f"{name} p50",
+        )
+        ax.plot(
+            xs,
+            [p["p99_ms"] for p in points if p["p50_ms"] is not None],
+            "s--",
+            color=color,
+            label=f"{name} p99",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("answered queries per second (25/50/75/100 % of the maximum)")
+    ax.set_ylabel("latency (ms, log scale)")
+    c = r["cluster"]
+    ax.set_title(
+        f"Scenario 1 (A queries): cluster names, cache on ({c['services']} services, "
+        f"{c['endpoints']} endpoints)",
+        fontsize=10,
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,323 @@
+"""`make bench`: ClusterDNS under dnsperf, beside dnsmasq, on this machine.
+
+    python bench/run.py [--quick] [--services N --endpoints N --namespaces N] [--seconds S]
+                        [--workers N|auto] [--out DIR]
+
+Scenarios (after a warm-up pass, for a fixed time each):
+  1. cluster names (A/AAAA/SRV) with kubeadm's default Corefile (cache 30): cache hits;
+     and A queries only, beside the peer: dnsmasq answering the same names from a hosts file
+     (dnsmasq's SRV records, srv-host lines, are searched one by one: it would lose);
+  2. the same without the cache plugin: every answer from the kubernetes plugin;
+  3. the ndots:5 pattern: three search-path expansions (NXDOMAIN) then the name; peer: dnsmasq;
+  4. external names forwarded to a local upstream (dnsmasq) with cache on and off; peer:
+     dnsmasq forwarding to the same upstream (with and without its cache).
+Scenario 1 is also run with one process (`-workers 0`), and as a latency-vs-load curve
+(25/50/75/100 % of the highest rate found) for ClusterDNS and dnsmasq. Also measured: time
+from start to ready and RSS after sync (manifests and the test API server), and how long a
+change of the cluster takes to be answered.
+
+Results: bench/results/<full|quick>.json, a PNG chart beside it, and a table on stdout.
+Quick mode (`make bench QUICK=1`): 1,000 services / 10,000 endpoints, 4-second runs, no
+single-process row and no 1k/10k start-up of its own (the cluster is that size already).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import lib, watch
+from bench.gencluster import main as gencluster
+
+BENCH = Path(__file__).resolve().parent
+KUBEADM = """\
+.:{port} {{
+    bind 127.0.0.1
+    errors
+    health 127.0.0.1:{health} {{
+       lameduck 5s
+    }}
+    ready 127.0.0.1:{ready}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+       {source}
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }}
+    prometheus 127.0.0.1:{metrics}
+    forward . 127.0.0.1:{upstream} {{
+       max_concurrent 1000
+    }}
+    {cache}
+    loop
+    reload
+    loadbalance
+}}
+"""
+CACHE_TTL = 30  # kubeadm's `cache 30` (and the kubernetes plugin's `ttl 30`)
+TARGETS = {
+    "s1_vs_dnsmasq": 1.0,
+    "s1_p99_ms_at_50pct": 2.0,
+    "s2_qps": 25_000,
+    "rss_10k_100k_mb": 164,
+    "rss_1k_10k_mb": 70,
+    "ready_100k_s": 5.0,
+    "watch_p99_ms": 100,
+}
+
+
+class Bench:
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+        self.work = a.out / "work"
+        self.upstream_port = lib.free_port()
+        self.results: dict[str, Any] = {"scenarios": {}, "curve": {}, "startup": {}}
+
+    def cluster(self, services: int, endpoints: int, namespaces: int) -> Path:
+        d = self.a.out / f"cluster-{services}-{endpoints}-{namespaces}"
+        meta = d / "cluster.json"
+        if not meta.exists():
+            gencluster(
+                [
+                    str(d),
+                    "--services",
+                    str(services),
+                    "--endpoints",
+                    str(endpoints),
+                    "--namespaces",
+                    str(namespaces),
+                ]
+            )
+        return d
+
+    def corefile(self, source: str, cache: bool) -> tuple[str, int, int]:
+        port, ready = lib.free_port(), lib.free_port()
+        text = KUBEADM.format(
+            port=port,
+            health=lib.free_port(),
+            ready=ready,
+            metrics=lib.free_port(),
+            upstream=self.upstream_port,
+            source=source,
+            cache="cache 30" if cache else "",
+        )
+        return text, port, ready
+
+    def clusterdns(
+        self, name: str, source: str, cache: bool = True, workers: str | None = None
+    ) -> lib.Server:
+        text, port, ready = self.corefile(source, cache)
+        return lib.start_clusterdns(name, text, self.work, ready, port, workers or self.a.workers)
+
+    def dnsmasq(self, name: str, args: list[str]) -> lib.Server:
+        return lib.start_dnsmasq(name, self.work, lib.free_port(), args)
+
+    def run(
+        self, srv: lib.Server, data: Path, seconds: float | None = None, spread: float = 0.0
+    ) -> lib.Perf:
+        lib.warm(srv.port, data, spread)
+        return lib.dnsperf(srv.port, data, seconds or self.a.seconds, pids=srv.pids)
+
+    def record(self, key: str, server: str, perf: lib.Perf, **extra: Any) -> None:
+        row = {"server": server, **perf.row(), **extra}
+        self.results["scenarios"].setdefault(key, []).append(row)
+        print(
+            f"  {key:24s} {server:22s} {perf.qps:9.0f} qps  avg {perf.avg_ms:6.2f} ms  "
+            f"p50 {_ms(perf.p50_ms)}  p99 {_ms(perf.p99_ms)}  lost {perf.lost}",
+            flush=True,
+        )
+
+    # ---- the scenarios --------------------------------------------------------------------------
+
+    def scenarios(self, d: Path) -> None:
+        manifests = f"manifests {d / 'cluster'}"
+        peer_args = [
+            f"--addn-hosts={d / 'hosts'}",
+            "--local=/cluster.local/",
+            "--local-ttl=30",
+            "--cache-size=10000",
+        ]
+        cluster_q, a_q, ndots_q, ext_q = (
+            d / f"queries-{n}.txt" for n in ("cluster", "cluster-a", "ndots", "external")
+        )
+        ttl = CACHE_TTL
+        with lib.running(self.clusterdns("s1", manifests)) as s1:
+            self.results["startup"]["manifests"] = self.startup(s1)
+            self.record("1-cluster-cache", "clusterdns", self.run(s1, cluster_q, spread=ttl))
+            self.record("1-cluster-cache-A", "clusterdns", self.run(s1, a_q))
+            self.curve("clusterdns", s1, a_q)
+            spread = 0.0 if self.a.quick else ttl  # quick: the NXDOMAINs expire together
+            self.record("3-ndots", "clusterdns", self.run(s1, ndots_q, spread=spread))
+            self.record("4-external-cache", "clusterdns", self.run(s1, ext_q))
+        if not self.a.quick:
+            with lib.running(self.clusterdns("s1-single", manifests, workers="0")) as s:
+                self.results["startup"]["manifests_one_process"] = self.startup(s)
+                one = "clusterdns -workers 0"
+                self.record("1-cluster-cache", one, self.run(s, cluster_q, spread=ttl))
+                self.record("1-cluster-cache-A", one, self.run(s, a_q))
+        with lib.running(self.dnsmasq("peer", peer_args)) as peer:
+            self.record("1-cluster-cache-A", "dnsmasq", self.run(peer, a_q))
+            self.record("3-ndots", "dnsmasq", self.run(peer, ndots_q))
+            self.curve("dnsmasq", peer, a_q)
+        with lib.running(self.clusterdns("s2", manifests, cache=False)) as s2:
+            self.record("2-cluster-nocache", "clusterdns", self.run(s2, cluster_q))
+            self.record("4-external-nocache", "clusterdns", self.run(s2, ext_q))
+        fwd = [f"--server={lib.HOST}#{self.upstream_port}"]
+        with lib.running(self.dnsmasq("peer-fwd", [*fwd, "--cache-size=10000"])) as peer:
+            self.record("4-external-cache", "dnsmasq", self.run(peer, ext_q))
+        with lib.running(self.dnsmasq("peer-fwd-nocache", [*fwd, "--cache-size=0"])) as peer:
+            self.record("4-external-nocache", "dnsmasq", self.run(peer, ext_q))
+
+    def startup(self, srv: lib.Server) -> dict[str, Any]:
+        time.sleep(1.0)  # worker processes start as the server becomes ready
+        procs = lib.Procs(srv.pids)
+        return {
+            "ready_s": srv.ready_s,
+            "rss_mb": procs.rss_mb(),
+            "pss_mb": procs.pss_mb(),
+            "processes": len(procs.procs),
+        }
+
+    def curve(self, name: str, srv: lib.Server, data: Path) -> None:
+        rows = self.results["scenarios"]["1-cluster-cache-A"]
+        top = max(r["qps"] for r in rows if r["server"] == name)
+        points = []
+        for pct in (25, 50, 75, 100):
+            p = lib.dnsperf(
+                srv.port, data, self.a.curve_seconds, qps=top * pct / 100, pids=srv.pids
+            )
+            points.append({"pct": pct, **p.row()})
+            print(
+                f"  curve {name:12s} {pct:3d}%  offered {top * pct / 100:9.0f}  got "
+                f"{p.qps:9.0f}  p50 {_ms(p.p50_ms)}  p99 {_ms(p.p99_ms)}",
+                flush=True,
+            )
+        self.results["curve"][name] = points
+
+    # ---- start-up, memory, changes ------------------------------------------------------------
+
+    def startup_small(self) -> None:
+        d = self.cluster(1000, 10_000, 100)
+        for workers, key in (("0", "manifests_1k_10k_one_process"), (None, "manifests_1k_10k")):
+            with lib.running(
+                self.clusterdns("small", f"manifests {d / 'cluster'}", workers=workers)
+            ) as s:
+                self.results["startup"][key] = self.startup(s)
+
+    def api(self, d: Path, changes: int) -> None:
+        from tests.k8s_apiserver import ApiServer
+
+        api = ApiServer(history=100_000).start()
+        try:
+            objs = list(watch.objects(d / "cluster"))
+            api.load(objs)
+            services = [
+                o for o in objs if o["kind"] == "Service" and o["spec"]["clusterIP"] != "None"
+            ]
+            with lib.running(self.clusterdns("api", f"endpoint {api.url}", cache=False)) as s:
+                self.results["startup"]["api"] = self.startup(s)
+                self.results["watch"] = {"api": watch.api_changes(api, s.port, services, changes)}
+        finally:
+            api.stop()
+        with lib.running(self.clusterdns("mf", f"manifests {d / 'cluster'}", cache=False)) as s:
+            self.results["watch"]["manifests"] = watch.manifest_changes(d / "cluster", s.port, 3)
+
+
+def _ms(v: float | None) -> str:
+    return f"{v:6.2f} ms" if v is not None else "   -   "
+
+
+def versions() -> dict[str, str]:
+    def first_line(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            return (out.stdout or out.stderr).strip().splitlines()[-1 if "dnsperf" in cmd[0] else 0]
+        except OSError:
+            return "?"
+
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": str(os.cpu_count()),
+        "cpu": _cpu_model(),
+        "dnsperf": first_line(["dnsperf", "-h"]),
+        "dnsmasq": first_line(["dnsmasq", "--version"]),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--services", type=int)
+    p.add_argument("--endpoints", type=int)
+    p.add_argument("--namespaces", type=int)
+    p.add_argument("--seconds", type=float)
+    p.add_argument("--workers", default="auto")
+    p.add_argument("--out", type=Path, default=BENCH / "out")
+    a = p.parse_args(argv)
+    quick = a.quick
+    a.services = a.services or (1_000 if quick else 10_000)
+    a.endpoints = a.endpoints or (10_000 if quick else 100_000)
+    a.namespaces = a.namespaces or (100 if quick else 1_000)
+    a.seconds = a.seconds or (4.0 if quick else 30.0)
+    a.curve_seconds = 3.0 if quick else 15.0
+    lib.need_tools()
+    t0 = time.monotonic()
+    b = Bench(a)
+    d = b.cluster(a.services, a.endpoints, a.namespaces)
+    up = lib.start_dnsmasq(
+        "upstream",
+        b.work,
+        b.upstream_port,
+        [f"--addn-hosts={d / 'external-hosts'}", "--local=/bench.example/", "--local-ttl=300"],
+    )
+    try:
+        b.scenarios(d)
+        if not quick:
+            b.startup_small()
+        b.api(d, 20 if quick else 100)
+    finally:
+        up.stop()
+    mode = "quick" if quick else "full"
+    b.results.update(
+        mode=mode,
+        seconds=a.seconds,
+        workers=a.workers,
+        cluster=json.loads((d / "cluster.json").read_text()),
+        dnsperf={"clients": lib.CLIENTS, "in_flight": lib.IN_FLIGHT, "probe_qps": lib.PROBE_QPS},
+        versions=versions(),
+        took_s=round(time.monotonic() - t0, 1),
+        date=time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    )
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{mode}.json").write_text(json.dumps(b.results, indent=1) + "\n")
+    from bench.report import chart, table
+
+    chart(b.results, results / f"{mode}-latency.png")
+    print(table(b.results, TARGETS))
+    print(f"results: {results / f'{mode}.json'}, chart: {results / f'{mode}-latency.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
