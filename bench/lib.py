@@ -5,6 +5,7 @@ Nothing here decides what is measured; bench/run.py does.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -300,6 +301,12 @@ def running(srv: Server) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+def warm_all(ports: list[int], data: Path, spread: float = 0.0) -> None:
+    """`warm` several servers at once (the spread pass takes a whole TTL)."""
+    with concurrent.futures.ThreadPoolExecutor(len(ports)) as pool:
+        list(pool.map(lambda p: warm(p, data, spread), ports))
 
 
 def warm(port: int, data: Path, spread: float = 0.0) -> None:

@@ -67,9 +67,11 @@ def wait_answer(port: int, name: str, want: str, timeout: float) -> float | None
             s.sendto(a_query(name, qid), (HOST, port))
             try:
                 resp = s.recv(4096)
+                while resp[:2] != qid.to_bytes(2, "big"):  # a late answer to an earlier one
+                    resp = s.recv(4096)
             except OSError:
                 continue
-            if resp[:2] == qid.to_bytes(2, "big") and first_a(resp) == want:
+            if first_a(resp) == want:
                 return time.monotonic() - t0
     return None
 
