@@ -1,0 +1,150 @@
+"""The benchmark's numbers as the Markdown tables of docs/performance.md.
+
+The document's tables sit between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` markers and
+are written from bench/results/full.json only (a full `make bench` rewrites them), so the
+prose around them is kept and the numbers cannot drift from the JSON; tests/test_bench.py
+checks that they agree.
+
+    python -m bench.mdreport [RESULTS.json] [DOC.md]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.report import TARGETS, medians, verdicts
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "full.json"
+DOC = ROOT / "docs" / "performance.md"
+SCENARIOS = {
+    "1-cluster-cache": "1 · cluster names A/AAAA/SRV, cache",
+    "1-cluster-cache-A": "1 · cluster names A, cache",
+    "2-cluster-nocache": "2 · cluster names A/AAAA/SRV, no cache",
+    "3-ndots": "3 · ndots:5 search path",
+    "4-external-cache": "4 · forwarded, cache",
+    "4-external-nocache": "4 · forwarded, no cache",
+}
+MARKER = re.compile(r"(<!-- bench:(\w+) -->\n).*?(<!-- /bench:\2 -->)", re.S)
+
+
+def _f(v: Any, fmt: str = "{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    align = ["---"] + ["--:"] * (len(head) - 1)
+    lines = [head, align, *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines) + "\n"
+
+
+def results_table(r: dict[str, Any]) -> str:
+    rows = []
+    for key, all_rows in sorted(r["scenarios"].items()):
+        picked = medians(all_rows)
+        peer = next((x for x in picked if x["server"] == "dnsmasq"), None)
+        for x in picked:
+            ratio = ""
+            if peer is not None and x is not peer and peer["qps"]:
+                ratio = f"{x['qps'] / peer['qps']:.2f}x"
+            server = x["server"] + (f" (median of {x['runs']})" if x["runs"] > 1 else "")
+            rows.append(
+                [
+                    SCENARIOS.get(key, key),
+                    server,
+                    f"{x['qps']:,.0f}",
+                    _f(x["avg_ms"]),
+                    _f(x["p50_ms"]),
+                    _f(x["p99_ms"]),
+                    f"{x['lost']:,}",
+                    _f(x["server_cpu_s"], "{:.1f}"),
+                    _f(x["peak_rss_mb"], "{:.0f}"),
+                    ratio,
+                ]
+            )
+    head = ["scenario", "server", "QPS", "avg ms", "p50 ms", "p99 ms", "lost", "CPU s"]
+    return _table([*head, "peak RSS MB", "vs dnsmasq"], rows)
+
+
+def curve_table(r: dict[str, Any]) -> str:
+    names = list(r["curve"])
+    head = ["load"] + [f"{n} {col}" for n in names for col in ("QPS", "p50 ms", "p99 ms")]
+    rows = []
+    for i, pct in enumerate(p["pct"] for p in r["curve"][names[0]]):
+        cells = [f"{pct} %"]
+        for n in names:
+            p = r["curve"][n][i]
+            cells += [f"{p['qps']:,.0f}", _f(p["p50_ms"]), _f(p["p99_ms"])]
+        rows.append(cells)
+    return _table(head, rows)
+
+
+def startup_table(r: dict[str, Any]) -> str:
+    c = r["cluster"]
+    sizes = {"10k/100k": f"{c['services']:,} / {c['endpoints']:,}", "1k/10k": "1,000 / 10,000"}
+    rows = []
+    for key, s in r["startup"].items():
+        size = "1k/10k" if "1k_10k" in key else "10k/100k"
+        source = "API server" if key.startswith("api") else "manifests"
+        rows.append(
+            [
+                source,
+                sizes[size] if c["endpoints"] >= 100_000 else sizes["10k/100k"],
+                str(s.get("processes", 1)),
+                _f(s["ready_s"]),
+                _f(s["rss_mb"], "{:.0f}"),
+                _f(s.get("pss_mb"), "{:.0f}"),
+            ]
+        )
+    head = ["source", "services / endpoints", "processes", "ready s", "RSS MB", "PSS MB"]
+    out = _table(head, rows) + "\n"
+    changes = []
+    for name, w in r.get("watch", {}).items():
+        how = "a watch event" if name == "api" else "a manifest file rewritten"
+        changes.append(
+            [how, str(w["n"]), _f(w.get("p50_ms")), _f(w.get("p99_ms")), _f(w.get("max_ms"))]
+        )
+    return out + _table(["change → new answer", "changes", "p50 ms", "p99 ms", "max ms"], changes)
+
+
+def targets_list(r: dict[str, Any], targets: dict[str, float]) -> str:
+    lines = verdicts(r, targets)
+    return "".join(
+        f"* {x.replace('[met]', '**met**:').replace('[MISSED]', '**missed**:')}\n" for x in lines
+    )
+
+
+def sections(r: dict[str, Any], targets: dict[str, float]) -> dict[str, str]:
+    return {
+        "results": results_table(r),
+        "curve": curve_table(r),
+        "startup": startup_table(r),
+        "targets": targets_list(r, targets),
+    }
+
+
+def fill(doc: str, parts: dict[str, str]) -> str:
+    """`doc` with every marked section replaced by its part (unknown names are kept)."""
+
+    def sub(m: re.Match[str]) -> str:
+        body = parts.get(m.group(2))
+        return m.group(0) if body is None else m.group(1) + body + m.group(3)
+
+    return MARKER.sub(sub, doc)
+
+
+def main(argv: list[str]) -> int:
+    results = Path(argv[0]) if argv else RESULTS
+    doc = Path(argv[1]) if len(argv) > 1 else DOC
+    r = json.loads(results.read_text())
+    doc.write_text(fill(doc.read_text(), sections(r, TARGETS)))
+    print(f"{doc}: tables from {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
