@@ -80,3 +80,19 @@ def test_example_corefile_validates() -> None:
     r = run_cli("-conf", str(ROOT / "examples" / "Corefile"), "-validate")
     assert r.returncode == 0, r.stderr
     assert re.search(r"valid \(2 server blocks\)", r.stdout)
+
+
+def test_plugin_table_lists_every_plugin() -> None:
+    from clusterdns.registry import AVAILABLE
+
+    table = README.split("## Plugins", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| \[(\w+)\]\(docs/plugins/(\w+)\.md\)", table, re.M))
+    assert {name for name, _ in listed} == set(AVAILABLE)
+    assert all(a == b and (ROOT / "docs" / "plugins" / f"{a}.md").exists() for a, b in listed)
+
+
+def test_command_line_section_names_every_flag() -> None:
+    section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    out = run_cli("-h").stdout
+    flags = set(re.findall(r"^  (-[a-z.]+)", out, re.M)) - {"-h"}
+    assert flags and all(f in section for f in flags), flags
