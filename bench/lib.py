@@ -26,6 +26,8 @@ from typing import Any
 
 import psutil
 
+from tests.harness import free_port  # noqa: F401  (the bench's servers take ports alike)
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 #: dnsperf's load: 16 clients (source ports, so SO_REUSEPORT spreads them), 200 in flight (more
@@ -43,23 +45,6 @@ def need_tools() -> None:
             f"missing {', '.join(missing)}: run `make bench` (it installs them with apt-get) "
             "or `apt-get install -y dnsperf dnsmasq`"
         )
-
-
-def free_port() -> int:
-    for _ in range(50):
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        t.bind((HOST, 0))
-        port = int(t.getsockname()[1])
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind((HOST, port))
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-        return port
-    raise RuntimeError("no free port")
 
 
 # ---- dnsperf --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.report import TARGETS, medians, verdicts
+from bench.report import TARGETS, summary_rows, verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "full.json"
@@ -44,28 +44,22 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 def results_table(r: dict[str, Any]) -> str:
     rows = []
-    for key, all_rows in sorted(r["scenarios"].items()):
-        picked = medians(all_rows)
-        peer = next((x for x in picked if x["server"] == "dnsmasq"), None)
-        for x in picked:
-            ratio = ""
-            if peer is not None and x is not peer and peer["qps"]:
-                ratio = f"{x['qps'] / peer['qps']:.2f}x"
-            server = x["server"] + (f" (median of {x['runs']})" if x["runs"] > 1 else "")
-            rows.append(
-                [
-                    SCENARIOS.get(key, key),
-                    server,
-                    f"{x['qps']:,.0f}",
-                    _f(x["avg_ms"]),
-                    _f(x["p50_ms"]),
-                    _f(x["p99_ms"]),
-                    f"{x['lost']:,}",
-                    _f(x["server_cpu_s"], "{:.1f}"),
-                    _f(x["peak_rss_mb"], "{:.0f}"),
-                    ratio,
-                ]
-            )
+    for key, x, ratio in summary_rows(r):
+        server = x["server"] + (f" (median of {x['runs']})" if x["runs"] > 1 else "")
+        rows.append(
+            [
+                SCENARIOS.get(key, key),
+                server,
+                f"{x['qps']:,.0f}",
+                _f(x["avg_ms"]),
+                _f(x["p50_ms"]),
+                _f(x["p99_ms"]),
+                f"{x['lost']:,}",
+                _f(x["server_cpu_s"], "{:.1f}"),
+                _f(x["peak_rss_mb"], "{:.0f}"),
+                ratio,
+            ]
+        )
     head = ["scenario", "server", "QPS", "avg ms", "p50 ms", "p99 ms", "lost", "CPU s"]
     return _table([*head, "peak RSS MB", "vs dnsmasq"], rows)
 

@@ -32,20 +32,14 @@ def table(r: dict[str, Any], targets: dict[str, float]) -> str:
         f"{'scenario':22s} {'server':22s} {'QPS':>8s} {'avg ms':>7s} {'p50 ms':>7s} "
         f"{'p99 ms':>7s} {'lost':>6s} {'CPU s':>6s} {'RSS MB':>7s} {'vs peer':>8s}",
     ]
-    for key, all_rows in sorted(r["scenarios"].items()):
-        rows = medians(all_rows)
-        peer = next((x for x in rows if x["server"] == "dnsmasq"), None)
-        for x in rows:
-            ratio = ""
-            if peer is not None and x is not peer and peer["qps"]:
-                ratio = f"{x['qps'] / peer['qps']:.2f}x"
-            server = x["server"] + (f" (of {x['runs']})" if x["runs"] > 1 else "")
-            lines.append(
-                f"{key:22s} {server:22s} {x['qps']:8.0f} {x['avg_ms']:7.2f} "
-                f"{_f(x['p50_ms']):>7s} {_f(x['p99_ms']):>7s} {x['lost']:6d} "
-                f"{_f(x['server_cpu_s'], '{:.1f}'):>6s} {_f(x['peak_rss_mb'], '{:.0f}'):>7s} "
-                f"{ratio:>8s}"
-            )
+    for key, x, ratio in summary_rows(r):
+        server = x["server"] + (f" (of {x['runs']})" if x["runs"] > 1 else "")
+        lines.append(
+            f"{key:22s} {server:22s} {x['qps']:8.0f} {x['avg_ms']:7.2f} "
+            f"{_f(x['p50_ms']):>7s} {_f(x['p99_ms']):>7s} {x['lost']:6d} "
+            f"{_f(x['server_cpu_s'], '{:.1f}'):>6s} {_f(x['peak_rss_mb'], '{:.0f}'):>7s} "
+            f"{ratio:>8s}"
+        )
     lines.append("")
     for name, points in r["curve"].items():
         cells = "  ".join(
@@ -68,6 +62,20 @@ def table(r: dict[str, Any], targets: dict[str, float]) -> str:
     lines += ["", "targets (from the issue):"]
     lines += [f"  {line}" for line in verdicts(r, targets)]
     return "\n".join(lines)
+
+
+def summary_rows(r: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(scenario, median row, "1.05x" against dnsmasq in that scenario or "") in order."""
+    out = []
+    for key, all_rows in sorted(r["scenarios"].items()):
+        rows = medians(all_rows)
+        peer = next((x for x in rows if x["server"] == "dnsmasq"), None)
+        for x in rows:
+            ratio = ""
+            if peer is not None and x is not peer and peer["qps"]:
+                ratio = f"{x['qps'] / peer['qps']:.2f}x"
+            out.append((key, x, ratio))
+    return out
 
 
 def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -310,3 +310,31 @@ def validate_block(tmp: Path, body: str) -> tuple[int, str, Path]:
     conf.write_text(".:1053 {\n" + body + "}\n")
     r = run_cli("-conf", str(conf), "-validate")
     return r.returncode, r.stderr, conf
+
+
+def setup_error(tmp: Path, body: str, line: int, message: str) -> None:
+    """`-validate` of `.:1053 { BODY }` fails naming `Corefile:LINE - …MESSAGE…`."""
+    code, err, conf = validate_block(tmp, body)
+    assert code == 1
+    assert f"{conf}:{line} - " in err and message in err, err
+
+
+#: A manifest (the kubernetes plugin's `manifests` file) with namespace `demo` and the
+#: ClusterIP service `web.demo` (10.96.0.50, port http/80).
+DEMO_WEB = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+spec:
+  clusterIP: 10.96.0.50
+  ports:
+  - name: http
+    port: 80
+"""

@@ -21,28 +21,15 @@ import pytest
 from clusterdns.config import build
 from clusterdns.corefile.parser import parse_corefile_text
 from clusterdns.errors import ConfigErrors
-from tests.harness import HOST, Case, Server, check, exchange, metric, serve
+from tests.harness import DEMO_WEB, HOST, Case, Server, check, exchange, metric, serve
 
 NX = dns.rcode.NXDOMAIN
 
 
 def k8s(pod_ip: str) -> str:
-    return f"""\
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: demo
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: demo
-spec:
-  clusterIP: 10.96.0.50
-  ports:
-  - name: http
-    port: 80
+    return (
+        DEMO_WEB
+        + f"""\
 ---
 apiVersion: v1
 kind: Pod
@@ -55,6 +42,7 @@ status:
   podIPs:
   - ip: {pod_ip}
 """
+    )
 
 
 HOSTS = "10.9.9.9 www.ext.test\n"

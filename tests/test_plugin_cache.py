@@ -25,27 +25,11 @@ import pytest
 from clusterdns.config import build
 from clusterdns.corefile.parser import parse_corefile_text
 from clusterdns.errors import ConfigErrors
-from tests.harness import HOST, Server, exchange, metric, run_cli, serve
+from tests.harness import DEMO_WEB, HOST, Server, exchange, metric, run_cli, serve
 
 Factory = Callable[..., Server]
 
-K8S = """\
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: demo
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: demo
-spec:
-  clusterIP: 10.96.0.50
-  ports:
-  - name: http
-    port: 80
-"""
+K8S = DEMO_WEB
 
 MAIN = """
 .:@PORT@ {

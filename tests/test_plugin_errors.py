@@ -9,7 +9,7 @@ from pathlib import Path
 import dns.rcode
 import pytest
 
-from tests.harness import Case, Server, check, validate_block
+from tests.harness import Case, Server, check, setup_error, validate_block
 
 
 def test_errors_are_logged_and_answered(server_factory: Callable[..., Server]) -> None:
@@ -107,9 +107,7 @@ def test_pending_counts_are_flushed_on_stop(server_factory: Callable[..., Server
     ],
 )  # fmt: skip
 def test_setup_errors(tmp_path: Path, body: str, line: int, message: str) -> None:
-    code, err, conf = validate_block(tmp_path, body)
-    assert code == 1
-    assert f"{conf}:{line} - " in err and message in err, err
+    setup_error(tmp_path, body, line, message)
 
 
 def test_setup_accepts_coredns_forms(tmp_path: Path) -> None:

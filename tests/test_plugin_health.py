@@ -11,7 +11,7 @@ from pathlib import Path
 import dns.rcode
 import pytest
 
-from tests.harness import HOST, Server, metric, validate_block
+from tests.harness import HOST, Server, metric, setup_error, validate_block
 
 
 def test_health_answers_ok(server_factory: Callable[..., Server]) -> None:
@@ -111,9 +111,7 @@ def test_endpoints_survive_reloads(server_factory: Callable[..., Server]) -> Non
     ],
 )  # fmt: skip
 def test_setup_errors(tmp_path: Path, body: str, line: int, message: str) -> None:
-    code, err, conf = validate_block(tmp_path, body)
-    assert code == 1
-    assert f"{conf}:{line} - " in err and message in err, err
+    setup_error(tmp_path, body, line, message)
 
 
 def test_setup_accepts_coredns_forms(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from clusterdns.plugins.log import (
     typify,
 )
 from clusterdns.request import Request
-from tests.harness import Server, exchange, validate_block
+from tests.harness import Server, exchange, setup_error, validate_block
 
 DURATION = r"(?:0|[1-9]\d*)(?:\.\d*[1-9])?s"  # Go's 'f', -1 format: never an exponent
 
@@ -209,9 +209,7 @@ def test_class_and_min_duration_filters(server_factory: Callable[..., Server]) -
     ],
 )
 def test_setup_errors(tmp_path: Path, body: str, line: int, message: str) -> None:
-    code, err, conf = validate_block(tmp_path, body)
-    assert code == 1
-    assert f"{conf}:{line} - " in err and message in err, err
+    setup_error(tmp_path, body, line, message)
 
 
 def test_setup_accepts_coredns_forms(tmp_path: Path) -> None:

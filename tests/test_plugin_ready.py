@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clusterdns.plugins.ready import Readiness, not_ready
-from tests.harness import Server, validate_block
+from tests.harness import Server, setup_error, validate_block
 
 
 def test_ready_with_real_plugins(server_factory: Callable[..., Server]) -> None:
@@ -82,9 +82,7 @@ def test_continuously_keeps_asking() -> None:
     ],
 )
 def test_setup_errors(tmp_path: Path, body: str, line: int, message: str) -> None:
-    code, err, conf = validate_block(tmp_path, body)
-    assert code == 1
-    assert f"{conf}:{line} - " in err and message in err, err
+    setup_error(tmp_path, body, line, message)
 
 
 def test_setup_accepts_coredns_forms(tmp_path: Path) -> None:
