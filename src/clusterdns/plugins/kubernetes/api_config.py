@@ -23,11 +23,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config import kube_config
-from kubernetes_asyncio.config.config_exception import ConfigException
 
 from clusterdns.errors import ConfigError
+from clusterdns.plugins.kubernetes.k8s_client import ConfigException, Configuration, kube_config
 from clusterdns.plugins.kubernetes.source import ApiSettings
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
