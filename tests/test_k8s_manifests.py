@@ -576,3 +576,15 @@ def test_server_label_selector_and_namespaces(
 def _subdir(root: Path, name: str) -> Path:
     (root / name).mkdir(exist_ok=True)
     return root / name
+
+
+def test_heap_trimmed_after_each_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parsed documents are garbage once converted: their pages go back to the OS."""
+    from clusterdns import heap
+
+    calls: list[int] = []
+    monkeypatch.setattr(heap, "trim", lambda: calls.append(len(calls)))
+    f = tmp_path / "a.yaml"
+    f.write_text(svc("web"))
+    store = load([f])
+    assert service_names(store) == {"demo/web"} and calls == [0]

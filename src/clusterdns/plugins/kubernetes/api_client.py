@@ -19,7 +19,6 @@ list ends the heap's free pages go back to the OS with malloc_trim (a no-op with
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import random
 import time
@@ -30,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from clusterdns import __version__
+from clusterdns.heap import TRIM_HEAP
 from clusterdns.plugins.kubernetes.api_config import Connection
 from clusterdns.plugins.kubernetes.api_metrics import (
     RATE_LIMITER_DURATION,
@@ -49,20 +49,6 @@ WATCH_TIMEOUT = aiohttp.ClientTimeout(
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 #: Seconds from the end of a list to the heap trim (by then its pages are converted and freed).
 TRIM_DELAY = 1.0
-
-
-def _malloc_trim() -> Callable[[], object] | None:
-    """glibc's `malloc_trim(0)`, or None where the C library has none (musl, macOS)."""
-    try:
-        fn = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_size_t]
-    fn.restype = ctypes.c_int
-    return lambda: fn(0)
-
-
-TRIM_HEAP = _malloc_trim()
 
 
 class ApiError(Exception):

@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clusterdns import heap
 from clusterdns.plugins.kubernetes.manifest_files import (
     Scan,
     changed,
@@ -317,6 +318,8 @@ class ManifestSource:
         loaded = await asyncio.to_thread(load, self.paths, self.options)
         self.apply(loaded, "loaded" if first else "reloaded")
         self._scan = fingerprint
+        del loaded  # the old records and the parsed documents are garbage now
+        heap.trim()
 
     def apply(self, loaded: Loaded, verb: str = "loaded") -> None:
         """Swap every wanted kind in at once (no await between: readers see old or new)."""
