@@ -56,8 +56,9 @@ from clusterdns.corefile.ast import Directive
 from clusterdns.errors import PluginError
 from clusterdns.plugin import Plugin, SetupContext
 from clusterdns.plugins.forward import metrics
-from clusterdns.plugins.forward.conn import UpstreamError
+from clusterdns.plugins.forward.conn import UpstreamError, rcode_of
 from clusterdns.plugins.forward.proxy import MIN_DIAL, Upstream
+from clusterdns.plugins.forward.relay import query_wire
 from clusterdns.plugins.forward.setup import Stanza, parse_stanza
 from clusterdns.request import Request
 
@@ -140,7 +141,7 @@ class Forward(Plugin):
     async def _forward(
         self, st: Stanza, req: Request, has_next: bool
     ) -> dns.message.Message | None:
-        wire = req.msg.to_wire()
+        wire = query_wire(req.msg)
         q = req.question
         question = (q.name, int(q.rdtype), int(q.rdclass))
         proto = "tcp" if st.force_tcp else ("udp" if st.prefer_udp else req.proto)
@@ -167,7 +168,7 @@ class Forward(Plugin):
             cap = max(deadline - time.monotonic(), MIN_DIAL)
             try:
                 ret = await up.connect(wire, question, proto, cap)
-                if ret.flags & dns.flags.TC and proto == "udp" and up.tls is None:
+                if int(ret.flags) & dns.flags.TC and proto == "udp" and up.tls is None:
                     ret = await up.connect(wire, question, "tcp", cap)
             except UpstreamError as e:
                 last_err = e
@@ -183,7 +184,7 @@ class Forward(Plugin):
             ret.id = req.msg.id
             if len(ret.question) != 1:
                 return req.reply(dns.rcode.FORMERR)  # CoreDNS: the reply does not match
-            rcode = ret.rcode()
+            rcode = rcode_of(ret)
             answered += 1
             if rcode in st.failover_rcodes and answered < n:
                 continue  # try the next upstream; the last one's answer stands

@@ -12,12 +12,12 @@ timeout`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import ssl
 import struct
 import time
+from collections import deque
 
 import dns.exception
 import dns.flags
@@ -28,6 +28,8 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
+from clusterdns.plugins.forward.relay import REPLIES
 
 #: Replies without a question are accepted for these rcodes (as dnspython's is_response does);
 #: forward then answers FORMERR because the reply does not match the request (CoreDNS).
@@ -92,7 +94,8 @@ class Conn:
     async def send(self, wire: bytes) -> None:
         raise NotImplementedError
 
-    async def recv(self) -> bytes:
+    async def recv(self, deadline: float) -> bytes:
+        """The next message; TimeoutError at `deadline` (the event loop's clock)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -100,14 +103,23 @@ class Conn:
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    """Feeds received datagrams and socket errors (ICMP unreachable) to one waiting reader."""
+    """Feeds received datagrams and socket errors (ICMP unreachable) to one waiting reader.
+
+    A deque and one waiter future rather than an asyncio.Queue: a pooled socket has at most
+    one exchange reading it, and this is on every forwarded query's path.
+    """
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | Exception] = asyncio.Queue(_QUEUE_MAX)
+        self.items: deque[bytes | Exception] = deque()
+        self.waiter: asyncio.Future[None] | None = None
 
     def _put(self, item: bytes | Exception) -> None:
-        with contextlib.suppress(asyncio.QueueFull):  # a flood: drop, the reader times out
-            self.queue.put_nowait(item)
+        if len(self.items) >= _QUEUE_MAX:
+            return  # a flood: drop, the reader times out
+        self.items.append(item)
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self._put(data)
@@ -141,12 +153,25 @@ class UDPConn(Conn):
 
     async def send(self, wire: bytes) -> None:
         # Drop whatever arrived since the last exchange: it cannot be an answer to this query.
-        while not self._proto.queue.empty():
-            self._proto.queue.get_nowait()
+        self._proto.items.clear()
         self._transport.sendto(wire)
 
-    async def recv(self) -> bytes:
-        item = await self._proto.queue.get()
+    async def recv(self, deadline: float) -> bytes:
+        proto = self._proto
+        items = proto.items
+        if not items:
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            proto.waiter = fut
+            timer = loop.call_at(deadline, _expire, fut)
+            try:
+                await fut
+            finally:
+                timer.cancel()
+                proto.waiter = None
+            if not items:
+                raise TimeoutError
+        item = items.popleft()
         if isinstance(item, Exception):
             self.closed = True
             if isinstance(item, OSError):
@@ -199,10 +224,11 @@ class StreamConn(Conn):
                 raise UpstreamEOF(f"write {self.label}: {_strerror(e)}") from None
             raise UpstreamError(f"write {self.label}: {_strerror(e)}") from None
 
-    async def recv(self) -> bytes:
+    async def recv(self, deadline: float) -> bytes:
         try:
-            head = await self._reader.readexactly(2)
-            return await self._reader.readexactly(struct.unpack("!H", head)[0])
+            async with asyncio.timeout_at(deadline):
+                head = await self._reader.readexactly(2)
+                return await self._reader.readexactly(struct.unpack("!H", head)[0])
         except asyncio.IncompleteReadError:
             self.closed = True
             raise UpstreamEOF(f"read {self.label}: EOF") from None
@@ -215,23 +241,28 @@ class StreamConn(Conn):
         self._writer.close()
 
 
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)  # the reader finds nothing and raises TimeoutError
+
+
+def rcode_of(msg: dns.message.Message) -> int:
+    """`int(msg.rcode())` without dnspython's enum conversions (on every query's path)."""
+    opt = msg.opt
+    return (int(msg.flags) & 0xF) | (((opt.ttl if opt else 0) >> 20) & 0xFF0)
+
+
 def answers(msg: dns.message.Message, question: tuple[dns.name.Name, int, int]) -> bool:
     """Whether `msg` is a response to a query with this question (ID checked by the caller)."""
-    if not msg.flags & dns.flags.QR or msg.opcode() != dns.opcode.QUERY:
+    flags = int(msg.flags)
+    if not flags & dns.flags.QR or (flags >> 11) & 0xF != dns.opcode.QUERY:
         return False
     if not msg.question:
-        return msg.rcode() in _BARE_RCODES
+        return rcode_of(msg) in _BARE_RCODES
     if len(msg.question) != 1:
         return False
     q = msg.question[0]
     return q.name == question[0] and q.rdtype == question[1] and q.rdclass == question[2]
-
-
-def _parse(data: bytes) -> dns.message.Message | None:
-    try:
-        return dns.message.from_wire(data, ignore_trailing=True, one_rr_per_rrset=True)
-    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError, struct.error):
-        return None
 
 
 def _truncated_stub(data: bytes, question: tuple[dns.name.Name, int, int]) -> dns.message.Message:
@@ -264,19 +295,19 @@ async def exchange(
     """
     qid = wire[:2]
     await conn.send(wire)
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                data = await conn.recv()
-                if len(data) < 12 or data[:2] != qid:
-                    continue  # not ours: someone else's, late, or forged
-                msg = _parse(data)
-                if msg is None:
-                    if struct.unpack("!H", data[2:4])[0] & dns.flags.TC:
-                        return _truncated_stub(data, question)
-                    continue
-                if answers(msg, question):
-                    return msg
+        while True:
+            data = await conn.recv(deadline)
+            if len(data) < 12 or data[:2] != qid:
+                continue  # not ours: someone else's, late, or forged
+            msg = REPLIES.parse(data)
+            if msg is None:
+                if struct.unpack("!H", data[2:4])[0] & dns.flags.TC:
+                    return _truncated_stub(data, question)
+                continue
+            if answers(msg, question):
+                return msg
     except TimeoutError:
         conn.closed = True
         raise UpstreamError(f"read {conn.label}: i/o timeout") from None

@@ -23,7 +23,6 @@ import contextlib
 import logging
 import secrets
 import ssl
-import struct
 import time
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+from prometheus_client import Counter, Histogram
 
 from clusterdns.plugins.forward import metrics
 from clusterdns.plugins.forward.conn import (
@@ -45,6 +45,7 @@ from clusterdns.plugins.forward.conn import (
     dial_error,
     exchange,
     hostport,
+    rcode_of,
 )
 
 log = logging.getLogger("clusterdns.plugins.forward")
@@ -64,6 +65,27 @@ class HealthOptions:
     recursion_desired: bool = True
     domain: str = "."
     tcp: bool = False  # force_tcp on a plain DNS upstream: probe over TCP
+
+
+class _Ids:
+    """Unpredictable query IDs (as miekg/dns's crypto-random dns.Id), read from the kernel
+    in batches: `secrets.randbits` makes a system call per query."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._at = 0
+
+    def __call__(self) -> bytes:
+        at = self._at
+        if at >= len(self._buf):
+            self._buf = secrets.token_bytes(ID_BATCH)
+            at = 0
+        self._at = at + 2
+        return self._buf[at : at + 2]
+
+
+ID_BATCH = 2048
+random_id = _Ids()
 
 
 def rcode_text(rcode: int) -> str:
@@ -100,6 +122,8 @@ class Upstream:
         self._probe: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = False
+        self._cache_counters: dict[tuple[bool, str], Counter] = {}
+        self._durations: dict[int, Histogram] = {}
 
     @property
     def transport(self) -> str:
@@ -198,13 +222,22 @@ class Upstream:
         self._live.add(c)
         return c
 
-    async def _dial(self, net: str, cap: float | None) -> tuple[Conn, bool]:
-        c = self._take(net)
-        if c is not None:
-            metrics.CONN_CACHE_HITS.labels(self.proxy_name, self.addr, net).inc()
-            return c, True
-        metrics.CONN_CACHE_MISSES.labels(self.proxy_name, self.addr, net).inc()
-        return await self._open(net, cap), False
+    def _count(self, hit: bool, net: str) -> None:
+        """coredns_proxy_conn_cache_{hits,misses}_total, with the labelled child kept."""
+        child = self._cache_counters.get((hit, net))
+        if child is None:
+            family = metrics.CONN_CACHE_HITS if hit else metrics.CONN_CACHE_MISSES
+            child = self._cache_counters[hit, net] = family.labels(self.proxy_name, self.addr, net)
+        child.inc()
+
+    def _observe(self, rcode: int, seconds: float) -> None:
+        """coredns_proxy_request_duration_seconds, with the labelled child kept per rcode."""
+        child = self._durations.get(rcode)
+        if child is None:
+            child = self._durations[rcode] = metrics.REQUEST_DURATION.labels(
+                self.proxy_name, self.addr, rcode_text(rcode)
+            )
+        child.observe(seconds)
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -224,12 +257,13 @@ class Upstream:
         net = "tcp-tls" if self.tls is not None else proto
         start = time.perf_counter()
         for _ in range(MAX_CACHED_RETRIES):
-            conn, cached = await self._dial(net, dial_cap)
-            qid = secrets.randbits(16)
+            conn = self._take(net)
+            cached = conn is not None
+            self._count(cached, net)
+            if conn is None:
+                conn = await self._open(net, dial_cap)
             try:
-                ret = await exchange(
-                    conn, struct.pack("!H", qid) + wire[2:], question, READ_TIMEOUT
-                )
+                ret = await exchange(conn, random_id() + wire[2:], question, READ_TIMEOUT)
             except UpstreamEOF as e:
                 self._close(conn)
                 if cached:
@@ -239,9 +273,7 @@ class Upstream:
                 self._close(conn)
                 raise
             self._yield(conn)
-            metrics.REQUEST_DURATION.labels(
-                self.proxy_name, self.addr, rcode_text(ret.rcode())
-            ).observe(time.perf_counter() - start)
+            self._observe(rcode_of(ret), time.perf_counter() - start)
             return ret
         raise CachedClosed()
 
@@ -268,7 +300,7 @@ class Upstream:
         q = dns.message.make_query(hc.domain, dns.rdatatype.NS, use_edns=False)
         if not hc.recursion_desired:
             q.flags &= ~dns.flags.RD
-        q.id = secrets.randbits(16)
+        q.id = int.from_bytes(random_id(), "big")
         net = "tcp-tls" if self.tls is not None else ("tcp" if hc.tcp else "udp")
         question = (q.question[0].name, dns.rdatatype.NS, dns.rdataclass.IN)
         conn: Conn | None = None
