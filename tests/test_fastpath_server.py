@@ -207,8 +207,15 @@ def test_cluster_change_is_seen(server_factory: Callable[..., Server], tmp_path:
 
 
 def _worker(srv: Server) -> psutil.Process:
-    kids = psutil.Process(srv.proc.pid).children()
-    (w,) = [k for k in kids if "clusterdns.server.worker" in " ".join(k.cmdline())]
+    """The live worker process (ValueError while there is none, or more than one)."""
+    workers = []
+    for k in psutil.Process(srv.proc.pid).children():
+        try:  # a killed worker not yet reaped is a zombie: no command line
+            if "clusterdns.server.worker" in " ".join(k.cmdline()):
+                workers.append(k)
+        except psutil.Error:
+            continue
+    (w,) = workers
     return w
 
 
