@@ -7,12 +7,8 @@ per query. That is only the bytes dnspython would render for that order if no re
 is compressed against another of the run (or named by a later record): fastpath checks it once,
 on the reversed order, against dnspython.
 
-When the answer had to be cut to fit the client (the renderer stops at the first record set
-that does not fit), which records are left depends on the order. If every run is a single
-record set it fits whole or not at all, whatever its order; if one run of separate record sets
-ends the message (the targets' addresses after an SRV answer), the entry keeps the whole
-message and fits as many records as the renderer would (fastwire.Fit). Anything else is not
-replayed.
+An answer that had to be cut to fit the client is not replayed: which records are left
+depends on the order (wire.render cuts record by record, as CoreDNS does).
 """
 
 from __future__ import annotations
@@ -23,8 +19,7 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
-from clusterdns.server.fastwire import OPT, Fit, walk
-from clusterdns.server.wire import render
+from clusterdns.server.fastwire import OPT
 
 _SHUFFLED_TYPES = ((dns.rdatatype.A, dns.rdatatype.AAAA), (dns.rdatatype.MX,))
 
@@ -96,51 +91,3 @@ def reversed_runs(resp: dns.message.Message, runs: list[Found]) -> dns.message.M
     if resp.edns >= 0:
         m.use_edns(resp.edns, resp.ednsflags, resp.payload, options=list(resp.options))
     return m
-
-
-def _units(resp: dns.message.Message) -> list[tuple[Any, ...]]:
-    """Per record, what decides whether neighbours merge into one record set."""
-    return [(r.name, r.rdtype, r.rdclass, r.covers, r.ttl) for _, r, _ in _flat(resp)]
-
-
-Plan = tuple[bytes, Recs, list[Found], Fit | None]
-
-
-def plan(
-    resp: dns.message.Message, wire: bytes, recs: Recs, truncated: bool, limit: int
-) -> Plan | None:
-    """How to replay loadbalance's shuffle of `resp`, rendered as `wire`; None if we cannot.
-
-    Untruncated: the runs of `wire`. Truncated, where every run is one record set (it fits
-    whole or not at all, whatever its order): still the runs of `wire`. Otherwise one run of
-    separate record sets may end the message (SRV additionals): the entry keeps the whole
-    message and fits as many records as dnspython would (`fit`).
-    """
-    found = runs(recs)
-    if found is None:
-        return None
-    if not truncated:
-        return wire, recs, found, None
-    full = render(resp, 65535)
-    recs_full = walk(full)
-    found_full = runs(recs_full) if recs_full is not None else None
-    if recs_full is None or found_full is None:
-        return None
-    units = _units(resp)
-    written = sum(1 for r in recs if r[4] != OPT)
-    # Runs of several record sets matter unless the renderer stopped before reaching them.
-    multi = [f for f in found_full if len({units[i] for i in f[3]}) > 1 and f[3][0] <= written]
-    if not multi:
-        return wire, recs, found, None
-    start, end, _, run = last = found_full[-1]
-    if (
-        multi != [last]
-        or len({units[i] for i in run}) != len(run)
-        or any(r[4] != OPT for r in recs_full[run[-1] + 1 :])
-        or start + len(full) - end > limit
-    ):
-        return None
-    section = recs_full[run[0]][0]
-    others = sum(1 for r in recs_full if r[0] == section) - len(run)
-    fit: Fit = (limit, 4 + 2 * section, others, section < 3)
-    return full, recs_full, found_full, fit

@@ -6,13 +6,16 @@ runts are ignored, opcodes other than QUERY get NOTIMP, odd section counts get F
 
 from __future__ import annotations
 
+import copy
 import struct
+from collections.abc import Iterator
 
 import dns.exception
 import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
+import dns.rrset
 
 HEADER = struct.Struct("!HHHHHH")
 MIN_UDP = 512
@@ -81,6 +84,47 @@ def finish(resp: dns.message.Message, query: dns.message.Message) -> None:
 
 
 def render(resp: dns.message.Message, limit: int) -> bytes:
-    """Wire bytes of at most `limit`; what does not fit is dropped and TC set (client retries)."""
+    """Wire bytes of at most `limit`; what does not fit is dropped and TC set (client retries).
+
+    Cut as CoreDNS cuts (miekg/dns `Msg.Truncate`): as many *records* as fit, in order, and TC
+    set whenever one was left out. dnspython alone cuts whole record sets and sets TC only
+    before the additional section, so a headless service too big for 512 bytes would come
+    back with no address at all — which a client that does not retry over TCP (older musl)
+    takes as the answer.
+    """
     # want_shuffle=False: keep the order plugins wrote (loadbalance shuffles when asked).
-    return resp.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
+    wire = resp.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
+    if _complete(resp, wire):
+        return wire
+    cut = _one_record_sets(resp).to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
+    return cut[:2] + bytes((cut[2] | 0x02,)) + cut[3:]
+
+
+def _complete(resp: dns.message.Message, wire: bytes) -> bool:
+    """Every record of `resp` is in `wire` (its header's counts say so)."""
+    an, ns, ar = (int.from_bytes(wire[i : i + 2], "big") for i in (6, 8, 10))
+    extra = (resp.opt is not None) + (resp.tsig is not None)
+    return (
+        an == sum(len(x) for x in resp.answer)
+        and ns == sum(len(x) for x in resp.authority)
+        and ar == sum(len(x) for x in resp.additional) + extra
+    )
+
+
+def _one_record_sets(resp: dns.message.Message) -> dns.message.Message:
+    """A shallow copy of `resp` whose record sets hold one record each (same order, bytes)."""
+    out = copy.copy(resp)
+    out.sections = [resp.question] + [
+        [one for rrset in section for one in _singles(rrset)] for section in resp.sections[1:]
+    ]
+    return out
+
+
+def _singles(rrset: dns.rrset.RRset) -> Iterator[dns.rrset.RRset]:
+    if len(rrset) <= 1:
+        yield rrset
+        return
+    for rd in rrset:
+        one = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype, rrset.covers)
+        one.add(rd, rrset.ttl)
+        yield one
