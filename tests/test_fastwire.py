@@ -128,7 +128,7 @@ def _entry(wire: bytes, q: bytes, **kw: object) -> Entry:
     nend = query_key(q)[1]  # type: ignore[index]
     state = dict(
         wire=wire, q0=q[12:nend], nend=nend, case_free=True, deps=((5, 0),), stored=0.0,
-        life=-1, countdown=False, cur_ttl=-1, ttl_offs=(), runs=(), mkey=("s",),
+        life=-1, countdown=False, cur_ttl=-1, ttl_offs=(), runs=(), fit=None, mkey=("s",),
     )  # fmt: skip
     state.update(kw)
     return Entry(tuple(state.values()), lambda _: Stats())  # type: ignore[arg-type]

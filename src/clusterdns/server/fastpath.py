@@ -49,14 +49,14 @@ from prometheus_client import Counter
 
 from clusterdns import metrics
 from clusterdns.server.fastmetrics import COUNTERS, MKey, Report, flush_local, stats_for
-from clusterdns.server.fastshuffle import Found, reversed_runs
-from clusterdns.server.fastshuffle import runs as shuffle_runs
+from clusterdns.server.fastshuffle import plan, reversed_runs
 from clusterdns.server.fastwire import (
     OPT,
     PLUGIN_SLOTS,
     SLOT_COUNT,
     Entry,
     EntryState,
+    Fit,
     Run,
     Slots,
     Table,
@@ -313,7 +313,7 @@ class FastPath:
         if reports is None:
             return None
         runs: tuple[Run, ...] = ()
-        found: list[Found] | None = None
+        fit: Fit | None = None
         if rec.shuffled:
             counts = [0, 0, 0]
             for r in recs:
@@ -321,11 +321,10 @@ class FastPath:
                     counts[r[0] - 1] += 1
             sections = (resp.answer, resp.authority, resp.additional)
             truncated = counts != [sum(len(x) for x in s) for s in sections]
-            if truncated:  # which records fit depends on the shuffle: the chain cuts each one
+            planned = plan(resp, wire, recs, truncated, limit)
+            if planned is None:
                 return None
-            found = shuffle_runs(recs)
-            if found is None:
-                return None
+            wire, recs, found, fit = planned
             runs = tuple((a, b, bounds) for a, b, bounds, _ in found)
         stored, life, countdown, cur_ttl = 0.0, -1, False, -1
         ttl_offs: tuple[int, ...] = ()
@@ -340,12 +339,10 @@ class FastPath:
         deps = ((0, rec.epoch), *rec.deps)
         state: EntryState = (
             wire, data[12:nend], nend, not rec.case_sensitive, deps, stored, life, countdown,
-            cur_ttl, ttl_offs, runs, mkey,
+            cur_ttl, ttl_offs, runs, fit, mkey,
         )  # fmt: skip
         entry = Entry(state, stats_for)
-        if found and entry.shuffled(wire, list.reverse) != render(
-            reversed_runs(resp, found), limit
-        ):
+        if runs and entry.shuffled(wire, list.reverse) != render(reversed_runs(resp, found), limit):
             return None  # a record names another one of its run: moving it changes bytes
         (self.udp if req.proto == "udp" else self.tcp).put(key, entry)
         return key, state

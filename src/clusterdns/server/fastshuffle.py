@@ -7,8 +7,8 @@ per query. That is only the bytes dnspython would render for that order if no re
 is compressed against another of the run (or named by a later record): fastpath checks it once,
 on the reversed order, against dnspython.
 
-An answer that had to be cut to fit the client is not replayed: which records are left
-depends on the order (wire.render cuts record by record, as CoreDNS does).
+When the answer had to be cut to fit the client (wire.render keeps records while they fit,
+as CoreDNS does, and sets TC), which records are left may depend on the order: see `plan`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
-from clusterdns.server.fastwire import OPT
+from clusterdns.server.fastwire import OPT, Fit, walk
+from clusterdns.server.wire import render
 
 _SHUFFLED_TYPES = ((dns.rdatatype.A, dns.rdatatype.AAAA), (dns.rdatatype.MX,))
 
@@ -91,3 +92,45 @@ def reversed_runs(resp: dns.message.Message, runs: list[Found]) -> dns.message.M
     if resp.edns >= 0:
         m.use_edns(resp.edns, resp.ednsflags, resp.payload, options=list(resp.options))
     return m
+
+
+Plan = tuple[bytes, Recs, list[Found], Fit | None]
+
+
+def plan(
+    resp: dns.message.Message, wire: bytes, recs: Recs, truncated: bool, limit: int
+) -> Plan | None:
+    """How to replay loadbalance's shuffle of `resp`, rendered as `wire`; None if we cannot.
+
+    Untruncated: the runs of `wire`. Truncated (wire.render cuts record by record, as CoreDNS
+    does): runs wholly before the cut, or wholly after it, are the same whatever their order,
+    so still the runs of `wire`; a run the cut falls in (or right at) decides by its order which
+    records fit. That is replayed only when nothing but the OPT record follows it (the SRV
+    targets' addresses in the additional section): the entry keeps the whole message and fits
+    as many of the run's records as the renderer would (`fit`).
+    """
+    found = runs(recs)
+    if found is None:
+        return None
+    if not truncated:
+        return wire, recs, found, None
+    full = render(resp, 65535)
+    recs_full = walk(full)
+    found_full = runs(recs_full) if recs_full is not None else None
+    if recs_full is None or found_full is None:
+        return None
+    written = sum(1 for r in recs if r[4] != OPT)
+    cut = [f for f in found_full if f[3][0] <= written <= f[3][-1]]
+    if not cut:
+        return wire, recs, found, None
+    start, end, _, run = last = found_full[-1]
+    if (
+        cut != [last]
+        or any(r[4] != OPT for r in recs_full[run[-1] + 1 :])
+        or start + len(full) - end > limit
+    ):
+        return None
+    section = recs_full[run[0]][0]
+    others = sum(1 for r in recs_full if r[0] == section) - len(run)
+    fit: Fit = (limit, 4 + 2 * section, others)
+    return full, recs_full, found_full, fit

@@ -159,44 +159,60 @@ class Stats:
 
 #: Chunks of one run of shuffled records: (start, end, chunk bounds).
 Run = tuple[int, int, tuple[int, ...]]
+#: When the last run may not fit: (size limit, header count offset, records of that section
+#: outside the run). Nothing but the OPT record follows the run; cutting it sets TC.
+Fit = tuple[int, int, int]
 #: What an entry is made of, as sent between processes (see Entry.state).
 EntryState = tuple[
     bytes, bytes, int, bool, tuple[tuple[int, int], ...], float, int, bool, int,
-    tuple[int, ...], tuple[Run, ...], Any,
+    tuple[int, ...], tuple[Run, ...], Fit | None, Any,
 ]  # fmt: skip
 StatsFactory = Callable[[Any], Stats]
+
+
+def sized(mkey: Any, size: int) -> Any:
+    """The metrics description `mkey` with the response size of its reports set to `size`."""
+    server, proto, reports, counters = mkey
+    return (server, proto, tuple((*r[:6], size, *r[7:]) for r in reports), counters)
 
 
 class Entry:
     """One pre-rendered answer and the conditions under which it is still the answer."""
 
     __slots__ = (
-        "base", "case_free", "countdown", "cur_ttl", "deps", "life", "mkey", "nend", "q0",
-        "runs", "stats", "stored", "ttl_offs", "wire",
+        "base", "case_free", "countdown", "cur_ttl", "deps", "factory", "fit", "life", "mkey",
+        "nend", "q0", "runs", "sizes", "stats", "stored", "ttl_offs", "wire",
     )  # fmt: skip
 
     def __init__(self, state: EntryState, factory: StatsFactory) -> None:
         (
             wire, self.q0, self.nend, self.case_free, self.deps, self.stored, self.life,
-            self.countdown, self.cur_ttl, self.ttl_offs, self.runs, self.mkey,
+            self.countdown, self.cur_ttl, self.ttl_offs, self.runs, self.fit, self.mkey,
         ) = state  # fmt: skip
         # q0: the question name exactly as the query that filled the entry had it; case_free:
         # nothing but the question shows the client's case. With life >= 0 the entry lasts as
         # long as a cache item stored at `stored` (time.monotonic()) for `life` seconds; with
         # `countdown` its TTLs are that item's remaining seconds, counted as the cache counts.
         self.base = self.wire = wire
+        self.factory = factory
         self.stats = factory(self.mkey)
+        self.sizes: dict[int, Stats] = {}
 
     def state(self) -> EntryState:
         """What another process needs to serve this entry (TTLs as they are now)."""
         return (
             self.wire, self.q0, self.nend, self.case_free, self.deps, self.stored, self.life,
-            self.countdown, self.cur_ttl, self.ttl_offs, self.runs, self.mkey,
+            self.countdown, self.cur_ttl, self.ttl_offs, self.runs, self.fit, self.mkey,
         )  # fmt: skip
 
     def stats_for(self, size: int) -> Stats:
-        """The batch an answer is counted in (every replay of an entry has its size)."""
-        return self.stats
+        """The batch an answer of `size` bytes is counted in (sizes only vary with `fit`)."""
+        if self.fit is None:
+            return self.stats
+        st = self.sizes.get(size)
+        if st is None:
+            st = self.sizes[size] = self.factory(sized(self.mkey, size))
+        return st
 
     def render(self, data: bytes, slots: memoryview, now: float) -> bytes | None:
         """The answer to `data` (whose key matched), or None when the entry is void."""
@@ -229,15 +245,38 @@ class Entry:
         return self.wire
 
     def shuffled(self, wire: bytes, permute: Callable[[list[bytes]], None]) -> bytes:
-        """`wire` with each run's records in the order `permute` gives them (in place)."""
+        """`wire` with each run's records in the order `permute` gives them (in place).
+
+        With `fit`, the last run's records go in while they fit, as wire.render stops at the
+        first record that does not, and the header's count and TC follow.
+        """
         parts: list[bytes] = []
         pos = 0
-        for start, end, bounds in self.runs:
+        runs = self.runs
+        last = len(runs) - 1
+        for n, (start, end, bounds) in enumerate(runs):
             parts.append(wire[pos:start])
             chunks = [wire[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
             permute(chunks)
-            parts.extend(chunks)
             pos = end
+            fit = self.fit
+            if fit is None or n != last:
+                parts.extend(chunks)
+                continue
+            limit, count_at, others = fit
+            room = limit - start - (len(wire) - end)
+            taken = 0
+            for c in chunks:
+                room -= len(c)
+                if room < 0:
+                    break
+                parts.append(c)
+                taken += 1
+            if taken < len(chunks):
+                head = bytearray(parts[0][:12])
+                head[count_at : count_at + 2] = (others + taken).to_bytes(2, "big")
+                head[2] |= 0x02
+                parts[0] = bytes(head) + parts[0][12:]
         parts.append(wire[pos:])
         return b"".join(parts)
 
