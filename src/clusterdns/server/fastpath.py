@@ -63,7 +63,7 @@ from clusterdns.server.fastwire import (
     query_key,
     walk,
 )
-from clusterdns.server.wire import render
+from clusterdns.server.wire import complete, render
 from clusterdns.zones import longest_match
 
 if TYPE_CHECKING:
@@ -315,13 +315,7 @@ class FastPath:
         runs: tuple[Run, ...] = ()
         fit: Fit | None = None
         if rec.shuffled:
-            counts = [0, 0, 0]
-            for r in recs:
-                if r[4] != OPT:
-                    counts[r[0] - 1] += 1
-            sections = (resp.answer, resp.authority, resp.additional)
-            truncated = counts != [sum(len(x) for x in s) for s in sections]
-            planned = plan(resp, wire, recs, truncated, limit)
+            planned = plan(resp, wire, recs, not complete(resp, wire), limit)
             if planned is None:
                 return None
             wire, recs, found, fit = planned

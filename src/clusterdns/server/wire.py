@@ -94,17 +94,17 @@ def render(resp: dns.message.Message, limit: int) -> bytes:
     """
     # want_shuffle=False: keep the order plugins wrote (loadbalance shuffles when asked).
     wire = resp.to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
-    if _complete(resp, wire):
+    if complete(resp, wire):
         return wire
     cut = _one_record_sets(resp).to_wire(max_size=limit, prefer_truncation=True, want_shuffle=False)
     return cut[:2] + bytes((cut[2] | 0x02,)) + cut[3:]
 
 
-def _complete(resp: dns.message.Message, wire: bytes) -> bool:
-    """Every record of `resp` is in `wire` (its header's counts say so)."""
-    an, ns, ar = (int.from_bytes(wire[i : i + 2], "big") for i in (6, 8, 10))
+def complete(resp: dns.message.Message, wire: bytes) -> bool:
+    """Every record of `resp` is in `wire`, rendered from it (its header's counts say so)."""
+    an, ns, ar = HEADER.unpack_from(wire)[3:]
     extra = (resp.opt is not None) + (resp.tsig is not None)
-    return (
+    return bool(
         an == sum(len(x) for x in resp.answer)
         and ns == sum(len(x) for x in resp.authority)
         and ar == sum(len(x) for x in resp.additional) + extra
