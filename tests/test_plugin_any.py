@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Case, Server, check, run_cli, serve
+from tests.harness import Case, Server, check, serve, setup_error
 
 COREFILE = """
 .:@PORT@ {
@@ -53,9 +53,4 @@ def test_table(srv: Server, proto: str) -> None:
     ],
 )
 def test_setup_errors(tmp_path: Path, block: str, line: int, message: str) -> None:
-    conf = tmp_path / "Corefile"
-    conf.write_text(f".:1053 {{\n  {block}\n}}\n")
-    r = run_cli("-conf", str(conf), "-validate")
-    assert r.returncode == 1, r.stderr
-    assert f"{conf}:{line}" in r.stderr
-    assert message in r.stderr
+    setup_error(tmp_path, f"  {block}\n", line, message)

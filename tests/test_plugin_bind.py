@@ -13,7 +13,7 @@ import dns.rcode
 import psutil
 import pytest
 
-from tests.harness import Server, run_cli, serve
+from tests.harness import Server, run_cli, serve, setup_error
 
 
 def ask(srv: Server, host: str, name: str = "example.org.", proto: str = "udp",
@@ -132,12 +132,7 @@ def test_except_with_an_address_list(tmp_path: Path) -> None:
     ],
 )
 def test_setup_errors(tmp_path: Path, block: str, line: int, message: str) -> None:
-    conf = tmp_path / "Corefile"
-    conf.write_text(f".:1053 {{\n  {block}\n  whoami\n}}\n")
-    r = run_cli("-conf", str(conf), "-validate")
-    assert r.returncode == 1, r.stderr
-    assert f"{conf}:{line}" in r.stderr
-    assert message in r.stderr
+    setup_error(tmp_path, f"  {block}\n  whoami\n", line, message)
 
 
 def test_setup_accepts_ipv6_and_interfaces(tmp_path: Path) -> None:

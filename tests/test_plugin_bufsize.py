@@ -9,7 +9,7 @@ import dns.flags
 import dns.message
 import pytest
 
-from tests.harness import Server, run_cli, serve
+from tests.harness import Server, run_cli, serve, setup_error
 
 MANY = "\n".join(f"        10.9.0.{i} many.example.org" for i in range(1, 101))
 COREFILE = f"""
@@ -97,12 +97,7 @@ def test_udp_answers_are_cut_to_the_lowered_size(srv: Server) -> None:
     ],
 )
 def test_setup_errors(tmp_path: Path, args: str, message: str) -> None:
-    conf = tmp_path / "Corefile"
-    conf.write_text(f".:1053 {{\n  bufsize {args}\n}}\n")
-    r = run_cli("-conf", str(conf), "-validate")
-    assert r.returncode == 1, r.stderr
-    assert f"{conf}:2" in r.stderr
-    assert message in r.stderr
+    setup_error(tmp_path, f"  bufsize {args}\n", 2, message)
 
 
 @pytest.mark.parametrize("args", ["512", "4096", "1232", ""])

@@ -12,7 +12,7 @@ import dns.rrset
 import pytest
 
 from clusterdns.plugins.loadbalance import round_robin
-from tests.harness import Server, run_cli, serve
+from tests.harness import Server, serve, setup_error
 
 COREFILE = """
 .:@PORT@ {
@@ -127,9 +127,4 @@ def test_section_order_cname_rest_addresses_mx() -> None:
     ],
 )
 def test_setup_errors(tmp_path: Path, args: str, line: int, message: str) -> None:
-    conf = tmp_path / "Corefile"
-    conf.write_text(f".:1053 {{\n  loadbalance {args}\n}}\n")
-    r = run_cli("-conf", str(conf), "-validate")
-    assert r.returncode == 1, r.stderr
-    assert f"{conf}:{line}" in r.stderr
-    assert message in r.stderr
+    setup_error(tmp_path, f"  loadbalance {args}\n", line, message)
