@@ -6,9 +6,10 @@ plugin in registry order), or raises PluginError, mirroring CoreDNS's `(rcode, e
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import dns.message
 
@@ -49,6 +50,37 @@ class SetupContext:
         self.warnings.append(f"{d.file}:{d.line} - {message}")
 
 
+class Replay(enum.Enum):
+    """How the fast path (clusterdns.server.fastpath) treats answers a plugin takes part in.
+
+    The fast path replays a kept answer's bytes for later identical queries without running
+    the chain, so a plugin must say whether that is still what it would have done.
+    """
+
+    #: Entering the plugin vetoes keeping the answer (the default: safe for any plugin).
+    NEVER = "never"
+    #: The answer depends only on the query, the config and data the plugin `depend`s on
+    #: (fastpath.new_slot/bump/depend), and per-query side effects are replayable (metrics
+    #: `count`ed through the recorder, clusterdns.server.fastpath.recorder()).
+    ALWAYS = "always"
+    #: `Plugin.replayable(req)` decides per request (e.g. only for names a rule matches).
+    WHEN = "when"
+
+
+class ReplayableHook(Protocol):
+    """An after-write hook (Request.after_write) whose effect the fast path can replay.
+
+    Its effect must be exactly `clusterdns.metrics.report(req, replay_zone, rcode, plugin,
+    size, start)` with `plugin` the answering plugin when `replay_plugin`, else "". Any other
+    hook on a request keeps its answer out of the fast path.
+    """
+
+    replay_zone: str
+    replay_plugin: bool
+
+    def __call__(self, req: Request, resp: dns.message.Message, size: int) -> None: ...
+
+
 class Plugin:
     """Base class. Subclasses set `name`, implement `setup`, and usually `serve`."""
 
@@ -57,6 +89,11 @@ class Plugin:
     handler: ClassVar[bool] = True
     #: CoreDNS rejects most plugins given twice in one server block.
     once: ClassVar[bool] = True
+    #: See Replay. A plugin that declares nothing is never replayed.
+    replay: ClassVar[Replay] = Replay.NEVER
+    #: True if the plugin answers classes other than IN (CoreDNS's EnableChaos: chaos,
+    #: forward, proxy). Without one on a listener, non-IN queries are REFUSED by the server.
+    other_classes: ClassVar[bool] = False
 
     next: Handler
 
@@ -67,6 +104,10 @@ class Plugin:
 
     async def serve(self, req: Request) -> dns.message.Message:
         return await self.next(req)
+
+    def replayable(self, req: Request) -> bool:
+        """For `replay = Replay.WHEN`: may the answer to `req` be kept and replayed?"""
+        return self.replay is Replay.ALWAYS
 
     def ready(self) -> bool | None:
         """None: does not take part in readiness; else whether it is ready to serve."""

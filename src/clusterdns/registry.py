@@ -12,15 +12,16 @@ from clusterdns.corefile.ast import Directive
 from clusterdns.errors import ConfigError
 from clusterdns.plugin import Plugin
 
-#: CoreDNS's plugin.cfg, in execution order. `proxy` (removed from CoreDNS in 1.7) keeps the
-#: place it had, next to forward, so old Corefiles still order correctly.
+#: CoreDNS 1.14.7's plugin.cfg, in execution order. `proxy` (removed from CoreDNS in 1.7) keeps
+#: the place it had, next to forward, so old Corefiles still order correctly.
 ORDER: tuple[str, ...] = (
-    "metadata", "cancel", "tls", "reload", "nsid", "bufsize", "root", "bind", "debug", "trace",
-    "ready", "health", "pprof", "prometheus", "errors", "log", "dnstap", "acl", "any", "chaos",
-    "loadbalance", "cache", "rewrite", "dnssec", "autopath", "template", "transfer", "hosts",
-    "route53", "azure", "clouddns", "federation", "k8s_external", "kubernetes", "file", "auto",
-    "secondary", "etcd", "loop", "forward", "proxy", "grpc", "erratic", "whoami", "on", "sign",
-    "fanout",
+    "root", "metadata", "geoip", "cancel", "proxyproto", "quic", "grpc_server", "https",
+    "https3", "timeouts", "multisocket", "reload", "nsid", "bufsize", "bind", "debug", "trace",
+    "ready", "health", "pprof", "shed", "prometheus", "errors", "log", "dnstap", "local",
+    "dns64", "any", "chaos", "loadbalance", "tsig", "rewrite", "autopath", "acl", "cache",
+    "header", "dnssec", "tls", "minimal", "template", "transfer", "hosts", "route53", "azure",
+    "clouddns", "k8s_external", "kubernetes", "file", "auto", "secondary", "etcd", "loop",
+    "forward", "proxy", "grpc", "erratic", "whoami", "on", "sign", "view", "nomad",
 )  # fmt: skip
 
 #: Directives implemented here: name -> module under clusterdns.plugins.
