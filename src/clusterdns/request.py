@@ -44,6 +44,10 @@ class Request:
     after_write: list[Callable[[Request, dns.message.Message, int], None]] = field(
         default_factory=list
     )
+    #: Metadata published for this query (CoreDNS's metadata plugin): label -> function giving
+    #: the value, e.g. "kubernetes/client-namespace". None unless a `metadata` plugin covers
+    #: the query's zone; readers (log's {/label}, template's .Meta) treat None as "no metadata".
+    metadata: dict[str, Callable[[], str]] | None = None
     _qname: str = ""
 
     def note(self, text: str) -> None:
