@@ -1,4 +1,4 @@
-"""forward's reply shapes (clusterdns.plugins.forward.relay): what the chain gets and what the
+"""forward's reply shapes (clusterdns.pkg.forward.relay): what the chain gets and what the
 client gets must be exactly what parsing and rendering with dnspython would give.
 
 In-process property tests compare a memoised parse, and the templated rendering after
@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clusterdns.plugins.forward.relay import Relayed, Replies, query_wire, shape_of
+from clusterdns.pkg.forward.relay import Relayed, Replies, query_wire, shape_of
 from clusterdns.plugins.loadbalance import round_robin
 from clusterdns.server.wire import finish, render
 from tests.harness import Server

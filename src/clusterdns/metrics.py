@@ -139,6 +139,27 @@ def report(req: Request, zone: str, rcode: int, plugin: str, size: int, start: f
     rcodes.inc()
 
 
+class Reported:
+    """An after-write hook that reports the query's metrics under `zone` once it is written.
+
+    It is a plugin.ReplayableHook (the attributes say what a replay would report), so answers
+    carrying it may still be kept by the fast path: the prometheus plugin's hook, and the
+    server's for queries it refuses itself (zone "dropped", no plugin).
+    """
+
+    __slots__ = ("replay_plugin", "replay_zone", "start")
+
+    def __init__(self, zone: str, by_plugin: bool, start: float | None = None) -> None:
+        self.replay_zone = zone
+        self.replay_plugin = by_plugin  # the answering plugin in the `plugin` label, else ""
+        self.start = start  # None: when the server received the query
+
+    def __call__(self, req: Request, resp: Any, size: int) -> None:
+        plugin = req.answered_by if self.replay_plugin else ""
+        start = req.start if self.start is None else self.start
+        report(req, self.replay_zone, resp.rcode(), plugin, size, start)
+
+
 def type_label(qtype: str) -> str:
     return qtype if qtype in MONITORED_TYPES else "other"
 
@@ -155,4 +176,21 @@ RELOAD_INFO = Gauge(
     ["hash", "value"],
     namespace=NS,
     subsystem="reload",
+)
+
+# The health plugin's metrics: CoreDNS exports them whether or not health is used.
+#: CoreDNS's plugin.SlimTimeBuckets: 0.25ms to 2.5s, a factor of 10 apart.
+SLIM_TIME_BUCKETS = (0.00025, 0.0025, 0.025, 0.25, 2.5)
+HEALTH_DURATION = Histogram(
+    "request_duration_seconds",
+    "Histogram of the time (in seconds) each request took.",
+    namespace=NS,
+    subsystem="health",
+    buckets=SLIM_TIME_BUCKETS,
+)
+HEALTH_FAILURES = Counter(
+    "request_failures_total",
+    "The number of times the health check failed.",
+    namespace=NS,
+    subsystem="health",
 )

@@ -18,7 +18,7 @@ import dns.rdtypes.ANY.HINFO
 import dns.rrset
 
 from clusterdns.corefile.ast import Directive
-from clusterdns.plugin import Plugin, SetupContext, expect_args, unknown_option
+from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
 from clusterdns.request import Request
 
 TTL = 8482
@@ -28,6 +28,7 @@ OS = b"See RFC 8482"
 
 class Any(Plugin):
     name = "any"
+    replay = Replay.ALWAYS  # a pure function of the query
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Any:

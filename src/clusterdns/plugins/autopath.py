@@ -45,7 +45,8 @@ from clusterdns import registry
 from clusterdns.corefile.ast import Directive
 from clusterdns.corefile.keys import zones_from_args
 from clusterdns.errors import PluginError
-from clusterdns.plugin import Plugin, SetupContext
+from clusterdns.pkg.resolvconf import resolv_search
+from clusterdns.plugin import Plugin, Replay, SetupContext
 from clusterdns.request import Request
 from clusterdns.zones import longest_match
 
@@ -69,12 +70,16 @@ _UNWRITTEN = frozenset({dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.FORMERR
 
 class AutoPath(Plugin):
     name = "autopath"
+    replay = Replay.WHEN  # not for its zones: the search path depends on the client
 
     def __init__(self, zones: list[str], search: list[str], source: str) -> None:
         self.zones = zones
         self.search = search  # from a resolv.conf, "" last; [] with @PLUGIN
         self.source = source  # the plugin named by @PLUGIN, or ""
         self.search_func: SearchFunc | None = None
+
+    def replayable(self, req: Request) -> bool:
+        return not longest_match(self.zones, req.qname)
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> AutoPath:
@@ -162,26 +167,6 @@ class AutoPath(Plugin):
         first.question = list(req.msg.question)
         req.answered_by = first_by
         return first
-
-
-def resolv_search(path: str) -> list[str]:
-    """The search list of a resolv.conf (miekg/dns rules: the last `search`/`domain` wins),
-    lower-cased and fully qualified; [] when the file cannot be read."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    search: list[str] = []
-    for line in lines:
-        fields = line.split()
-        if not fields or fields[0].startswith(("#", ";")):
-            continue
-        if fields[0] == "search":
-            search = fields[1:]
-        elif fields[0] == "domain":
-            search = fields[1:2]
-    return [s.lower() if s.endswith(".") else s.lower() + "." for s in search]
 
 
 def _can_autopath(source: str) -> bool:

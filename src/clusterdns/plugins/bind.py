@@ -24,7 +24,7 @@ import socket
 import psutil
 
 from clusterdns.corefile.ast import Directive
-from clusterdns.plugin import Plugin, SetupContext
+from clusterdns.plugin import Plugin, Replay, SetupContext
 
 
 def interface_addresses() -> dict[str, list[str]]:
@@ -66,6 +66,7 @@ def expand(d: Directive, args: list[str], ifaces: dict[str, list[str]]) -> list[
 
 class Bind(Plugin):
     name = "bind"
+    replay = Replay.ALWAYS  # not in the chain
     handler = False
     once = False
 

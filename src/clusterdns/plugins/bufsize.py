@@ -18,7 +18,7 @@ import re
 import dns.message
 
 from clusterdns.corefile.ast import Directive
-from clusterdns.plugin import Plugin, SetupContext, expect_args, no_block
+from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, no_block
 from clusterdns.request import Request
 
 DEFAULT_SIZE = 1232
@@ -29,6 +29,7 @@ _INT = re.compile(r"[+-]?[0-9]+")  # Go's strconv.Atoi
 
 class Bufsize(Plugin):
     name = "bufsize"
+    replay = Replay.ALWAYS  # a pure function of the query
 
     def __init__(self, size: int) -> None:
         self.size = size

@@ -28,7 +28,7 @@ import dns.rrset
 
 from clusterdns import SERVER_NAME, __version__
 from clusterdns.corefile.ast import Directive
-from clusterdns.plugin import Plugin, SetupContext, unknown_option
+from clusterdns.plugin import Plugin, Replay, SetupContext, unknown_option
 from clusterdns.request import Request
 
 DEFAULT_VERSION = f"{SERVER_NAME}-{__version__}"
@@ -49,10 +49,15 @@ def hostname() -> str:
 
 class Chaos(Plugin):
     name = "chaos"
+    replay = Replay.WHEN  # not when authors.bind is shuffled per query (class CH)
+    other_classes = True  # CoreDNS's EnableChaos
 
     def __init__(self, version: bytes, authors: list[bytes]) -> None:
         self.version = version
         self.authors = authors
+
+    def replayable(self, req: Request) -> bool:
+        return req.qclass != dns.rdataclass.CH
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Chaos:

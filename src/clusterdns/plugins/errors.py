@@ -29,7 +29,7 @@ import dns.message
 from clusterdns.corefile.ast import Directive
 from clusterdns.durations import format_go_duration, parse_go_duration
 from clusterdns.errors import PluginError
-from clusterdns.plugin import Plugin, SetupContext, expect_args, unknown_option
+from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
 from clusterdns.request import Request
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ def _consolidate(opt: Directive) -> Pattern:
 
 class Errors(Plugin):
     name = "errors"
+    replay = Replay.ALWAYS  # logs only plugin errors, which veto
 
     def __init__(self, patterns: list[Pattern], stacktrace: bool = False) -> None:
         self.patterns = patterns

@@ -23,98 +23,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import Counter, Histogram
 
 from clusterdns import metrics
 from clusterdns.corefile.ast import Directive
 from clusterdns.durations import format_go_duration, parse_go_duration
-from clusterdns.plugin import Plugin, SetupContext, expect_args, unknown_option
+from clusterdns.pkg.httpshare import SharedRoute, http_address
+from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
 
 if TYPE_CHECKING:
     from clusterdns.runtime import Runtime
-    from clusterdns.server.http import HttpHandler
 
 log = logging.getLogger("clusterdns")
 
-#: CoreDNS's plugin.SlimTimeBuckets: 0.25ms to 2.5s, a factor of 10 apart.
-SLIM_TIME_BUCKETS = (0.00025, 0.0025, 0.025, 0.25, 2.5)
-HEALTH_DURATION = Histogram(
-    "request_duration_seconds",
-    "Histogram of the time (in seconds) each request took.",
-    namespace=metrics.NS,
-    subsystem="health",
-    buckets=SLIM_TIME_BUCKETS,
-)
-HEALTH_FAILURES = Counter(
-    "request_failures_total",
-    "The number of times the health check failed.",
-    namespace=metrics.NS,
-    subsystem="health",
-)
+HEALTH_DURATION, HEALTH_FAILURES = metrics.HEALTH_DURATION, metrics.HEALTH_FAILURES
 PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 3.0
-
-
-def http_address(d: Directive, plugin: str, text: str) -> tuple[str, int]:
-    """HOST:PORT by Go's net.SplitHostPort rules (the port is required; "" host is all)."""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise d.error(f"{plugin}: address {text}: missing ']' in address")
-        host, rest = text[1:end], text[end + 1 :]
-        if not rest.startswith(":"):
-            raise d.error(f"{plugin}: address {text}: missing port in address")
-        port = rest[1:]
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            raise d.error(f"{plugin}: address {text}: missing port in address")
-        if ":" in host:
-            raise d.error(f"{plugin}: address {text}: too many colons in address")
-    if not port.isdigit() or int(port) > 65535:
-        raise d.error(f"{plugin}: address {text}: invalid port '{port}'")
-    return host, int(port)
-
-
-class SharedRoute:
-    """One HTTP path on one address, held by every plugin instance that serves it.
-
-    The route is registered once under this object and removed only when its last holder lets
-    go, so a reload that fails after starting the new plugins (whose stop then releases them)
-    leaves the old configuration's endpoints up, and blocks sharing an address share one route.
-    """
-
-    _all: ClassVar[dict[tuple[int, str, int, str], SharedRoute]] = {}
-
-    def __init__(self) -> None:
-        self.holders = 0
-
-    @classmethod
-    async def hold(cls, rt: Runtime, host: str, port: int, path: str, fn: HttpHandler) -> None:
-        key = (id(rt.http), host, port, path)
-        route = cls._all.setdefault(key, cls())
-        try:
-            await rt.http.add(route, host, port, path, fn)  # binds the address on first use
-        except BaseException:
-            if not route.holders:
-                del cls._all[key]
-            raise
-        route.holders += 1
-
-    @classmethod
-    async def release(cls, rt: Runtime, host: str, port: int, path: str) -> None:
-        key = (id(rt.http), host, port, path)
-        route = cls._all.get(key)
-        if route is None:
-            return
-        route.holders -= 1
-        if route.holders <= 0:
-            del cls._all[key]
-            await rt.http.remove(route)
 
 
 def _url(host: str, port: int, path: str) -> str:
@@ -124,6 +51,7 @@ def _url(host: str, port: int, path: str) -> str:
 
 class Health(Plugin):
     name = "health"
+    replay = Replay.ALWAYS  # not in the chain's answers
     handler = False  # a web server beside the chain, as in CoreDNS
     once = False  # CoreDNS reads every `health` line of a block; the last one counts
 

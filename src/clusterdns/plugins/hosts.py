@@ -50,7 +50,7 @@ from clusterdns.corefile.keys import zones_from_args
 from clusterdns.durations import parse_go_duration
 from clusterdns.errors import PluginError
 from clusterdns.fallthrough import Fallthrough
-from clusterdns.plugin import Plugin, SetupContext, unknown_option
+from clusterdns.plugin import Plugin, Replay, SetupContext, unknown_option
 from clusterdns.request import Request
 from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
@@ -155,6 +155,7 @@ def address_from_reverse(qname: str) -> str:
 
 class Hosts(Plugin):
     name = "hosts"
+    replay = Replay.ALWAYS  # depends on its data slot
 
     def __init__(
         self,

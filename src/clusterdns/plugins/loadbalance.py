@@ -22,8 +22,9 @@ import dns.rdatatype
 import dns.rrset
 
 from clusterdns.corefile.ast import Directive
-from clusterdns.plugin import Plugin, SetupContext, unknown_option
+from clusterdns.plugin import Plugin, Replay, SetupContext, unknown_option
 from clusterdns.request import Request
+from clusterdns.server import fastpath
 
 POLICIES = ("round_robin", "weighted")
 _ADDRESS = (dns.rdatatype.A, dns.rdatatype.AAAA)
@@ -81,6 +82,7 @@ def round_robin(section: list[dns.rrset.RRset]) -> list[dns.rrset.RRset]:
 
 class LoadBalance(Plugin):
     name = "loadbalance"
+    replay = Replay.ALWAYS  # shuffles are replayed (fastpath.shuffled)
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> LoadBalance:
@@ -102,6 +104,7 @@ class LoadBalance(Plugin):
         resp = await self.next(req)
         if resp.rcode() != dns.rcode.NOERROR or req.qtype in _TRANSFER:
             return resp
+        fastpath.shuffled(req, resp)
         # New lists and RRsets: the RRsets handed to us may be shared (a cache's copy).
         resp.answer = round_robin(resp.answer)
         resp.authority = round_robin(resp.authority)

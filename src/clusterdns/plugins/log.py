@@ -20,10 +20,9 @@ CoreDNS's recorder does; a query that ends in a PluginError is logged with the e
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -38,8 +37,13 @@ from clusterdns import metrics
 from clusterdns.corefile.ast import Directive
 from clusterdns.corefile.keys import normalize_zone
 from clusterdns.durations import parse_go_duration
-from clusterdns.errors import PluginError
-from clusterdns.plugin import Plugin, SetupContext, expect_args, unknown_option
+from clusterdns.pkg.response import (
+    CLASSES,
+    classify,
+    typify,
+)
+from clusterdns.pkg.written import through_chain
+from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
 from clusterdns.request import Request
 from clusterdns.zones import is_subdomain
 
@@ -52,77 +56,6 @@ COMMON_FORMAT = (
 )
 COMBINED_FORMAT = COMMON_FORMAT + ' "{>opcode}"'
 DEFAULT_MIN_DURATION = 0.1
-
-# ---- response classification (CoreDNS plugin/pkg/response) -------------------------------
-
-NOERROR, NAMEERROR, SERVERERROR, NODATA, DELEGATION, META, UPDATE, OTHERERROR = (
-    "NOERROR", "NXDOMAIN", "SERVERERROR", "NODATA", "DELEGATION", "META", "UPDATE", "OTHERERROR",
-)  # fmt: skip
-CLASSES = ("all", "success", "denial", "error")
-_YEAR68 = 1 << 31
-
-
-def _sig_valid(inception: int, expiration: int, now: int) -> bool:
-    """RRSIG validity in serial-number arithmetic, as miekg/dns's ValidityPeriod."""
-    ti = inception + int((inception - now) / _YEAR68) * _YEAR68
-    te = expiration + int((expiration - now) / _YEAR68) * _YEAR68
-    return ti <= now <= te
-
-
-def _expired(m: dns.message.Message, now: int) -> bool:
-    for section in (m.answer, m.authority, m.additional):
-        for rrset in section:
-            if rrset.rdtype == dns.rdatatype.RRSIG:
-                for sig in rrset:
-                    if not _sig_valid(sig.inception, sig.expiration, now):
-                        return True
-    return False
-
-
-def typify(m: dns.message.Message | None, now: float | None = None) -> str:
-    """The response type CoreDNS's response.Typify gives `m` (OTHERERROR when nothing written)."""
-    if m is None:
-        return OTHERERROR
-    opcode = m.opcode()
-    if opcode == dns.opcode.UPDATE:
-        return UPDATE
-    if opcode == dns.opcode.NOTIFY:
-        return META
-    qtype = m.question[0].rdtype if m.question else None
-    if qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
-        return META
-    do = m.edns >= 0 and bool(m.ednsflags & dns.flags.DO)
-    if do and _expired(m, int(time.time() if now is None else now)):
-        return OTHERERROR
-    rcode = m.rcode()
-    if m.answer and rcode == dns.rcode.NOERROR:
-        if qtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            matched = any(rrset.rdtype == qtype for rrset in m.answer)
-            return NOERROR if matched else NODATA
-        return NOERROR
-    soa = any(rrset.rdtype == dns.rdatatype.SOA for rrset in m.authority)
-    ns = any(rrset.rdtype == dns.rdatatype.NS for rrset in m.authority)
-    if soa and rcode == dns.rcode.NOERROR:
-        return NODATA
-    if soa and rcode == dns.rcode.NXDOMAIN:
-        return NAMEERROR
-    if rcode in (dns.rcode.SERVFAIL, dns.rcode.NOTIMP):
-        return SERVERERROR
-    if ns and rcode == dns.rcode.NOERROR:
-        return DELEGATION
-    if rcode == dns.rcode.NOERROR:
-        return NOERROR
-    return OTHERERROR
-
-
-def classify(rtype: str) -> str:
-    """success, denial or error, as CoreDNS's response.Classify."""
-    if rtype in (NOERROR, DELEGATION):
-        return "success"
-    if rtype in (NAMEERROR, NODATA):
-        return "denial"
-    return "error"
-
 
 # ---- values shared with the prometheus plugin -------------------------------------------
 
@@ -239,41 +172,6 @@ def render(nodes: list[Node], w: Written) -> str:
     return "".join(n if isinstance(n, str) else n(w) for n in nodes)
 
 
-# ---- recording what is written --------------------------------------------------------------
-
-AfterWrite = Callable[[Request, dns.message.Message, int], None]
-
-
-async def through_chain(
-    req: Request,
-    nxt: Callable[[Request], Awaitable[dns.message.Message]],
-    hook: AfterWrite,
-    on_error: Callable[[PluginError], None] | None = None,
-) -> dns.message.Message:
-    """Run the rest of the chain with `hook` called once the response is written.
-
-    On a PluginError the server still writes the error reply, so the hook runs, unless
-    `on_error` is given: then it replaces the hook. After a crash the hook is dropped: in CoreDNS
-    the panic unwinds past the recorder and the server, not the plugin, reports it.
-    """
-    req.after_write.append(hook)
-    try:
-        return await nxt(req)
-    except PluginError as e:
-        if on_error is not None:
-            _unhook(req, hook)
-            on_error(e)
-        raise
-    except Exception:
-        _unhook(req, hook)
-        raise
-
-
-def _unhook(req: Request, hook: AfterWrite) -> None:
-    with contextlib.suppress(ValueError):
-        req.after_write.remove(hook)
-
-
 # ---- the plugin ---------------------------------------------------------------------------
 
 
@@ -331,10 +229,14 @@ def _parse(d: Directive, ctx: SetupContext) -> list[Rule]:
 
 class Log(Plugin):
     name = "log"
+    replay = Replay.WHEN  # not when a query a rule logs gets its line: the chain answers it
     once = False  # every `log` line of a block adds rules
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
+
+    def replayable(self, req: Request) -> bool:
+        return self.rule_for(req.qname) is None
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Log:

@@ -32,9 +32,9 @@ import dns.rdatatype
 from clusterdns.config import ListenAddr
 from clusterdns.corefile.ast import Directive
 from clusterdns.errors import PluginError
-from clusterdns.plugin import Plugin, SetupContext, expect_args, no_block
-from clusterdns.plugins.forward import Forward
-from clusterdns.plugins.forward.conn import hostport
+from clusterdns.pkg.forward import Forward
+from clusterdns.pkg.forward.conn import hostport
+from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, no_block
 from clusterdns.request import Request
 from clusterdns.zones import is_subdomain
 
@@ -65,6 +65,7 @@ def make_qname(zone: str) -> str:
 
 class Loop(Plugin):
     name: ClassVar[str] = "loop"
+    replay = Replay.WHEN  # not when its HINFO probes are counted
 
     def __init__(self, zone: str) -> None:
         self.zone = zone
@@ -76,6 +77,9 @@ class Loop(Plugin):
         self._rt: Runtime | None = None
         self._block: Block | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def replayable(self, req: Request) -> bool:
+        return req.qtype != dns.rdatatype.HINFO
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Loop:

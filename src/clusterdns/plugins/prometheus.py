@@ -23,7 +23,6 @@ folds every batch in first, so it sees every query answered before it.
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import TYPE_CHECKING
 
 import dns.message
@@ -32,12 +31,10 @@ from prometheus_client import REGISTRY, generate_latest
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.errors import PluginError
-from clusterdns.metrics import report
-from clusterdns.plugin import Plugin, SetupContext, expect_args, no_block
-
-# Importing health also registers its metrics: CoreDNS exports them whether or not it is used.
-from clusterdns.plugins.health import SharedRoute, http_address
-from clusterdns.plugins.log import through_chain
+from clusterdns.metrics import Reported, report
+from clusterdns.pkg.httpshare import SharedRoute, http_address
+from clusterdns.pkg.written import through_chain
+from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, no_block
 from clusterdns.request import Request
 from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
@@ -56,6 +53,7 @@ async def serve_metrics(request: web.BaseRequest) -> web.StreamResponse:
 
 class Prometheus(Plugin):
     name = "prometheus"
+    replay = Replay.ALWAYS  # its per-query metrics are a ReplayableHook
 
     def __init__(self, host: str, port: int, zones: list[str]) -> None:
         self.host = host
@@ -91,13 +89,7 @@ class Prometheus(Plugin):
         def failed(e: PluginError) -> None:
             report(req, zone, e.rcode, "", 0, start)
 
-        return await through_chain(req, self.next, partial(self._written, zone, start), failed)
-
-    @staticmethod
-    def _written(
-        zone: str, start: float, req: Request, resp: dns.message.Message, size: int
-    ) -> None:
-        report(req, zone, resp.rcode(), req.answered_by, size, start)
+        return await through_chain(req, self.next, Reported(zone, True, start), failed)
 
 
 PLUGIN = Prometheus

@@ -28,10 +28,9 @@ from typing import ClassVar
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.corefile.keys import zones_from_args
-from clusterdns.plugin import SetupContext, unknown_option
-from clusterdns.plugins.forward import Forward
-from clusterdns.plugins.forward.policy import Random, RoundRobin, Sequential
-from clusterdns.plugins.forward.setup import (
+from clusterdns.pkg.forward import Forward
+from clusterdns.pkg.forward.policy import Random, RoundRobin, Sequential
+from clusterdns.pkg.forward.setup import (
     Stanza,
     UpstreamOptions,
     build_upstreams,
@@ -40,6 +39,7 @@ from clusterdns.plugins.forward.setup import (
     parse_to,
     uint_option,
 )
+from clusterdns.plugin import SetupContext, unknown_option
 
 DEPRECATED = "proxy is deprecated, use forward"
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Protocol
 from aiohttp import web
 
 from clusterdns.corefile.ast import Directive
-from clusterdns.plugin import Plugin, SetupContext, expect_args, unknown_option
-from clusterdns.plugins.health import SharedRoute, http_address
+from clusterdns.pkg.httpshare import SharedRoute, http_address
+from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
 
 if TYPE_CHECKING:
     from clusterdns.config import Config
@@ -90,6 +90,7 @@ def _watched(cfg: Config) -> tuple[list[Plugin], bool]:
 
 class Ready(Plugin):
     name = "ready"
+    replay = Replay.ALWAYS  # not in the chain's answers
     handler = False  # a web server beside the chain, as in CoreDNS
 
     def __init__(self, host: str, port: int, monitor: str) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from clusterdns import metrics
 from clusterdns.corefile.ast import Directive
-from clusterdns.plugin import Plugin, SetupContext, expect_args, no_block, parse_duration
+from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, no_block, parse_duration
 
 if TYPE_CHECKING:
     from clusterdns.runtime import Runtime
@@ -38,6 +38,7 @@ MIN_JITTER = 1.0
 
 class Reload(Plugin):
     name = "reload"
+    replay = Replay.ALWAYS  # only watches the Corefile
     handler = False
 
     def __init__(self, interval: float, jitter: float) -> None:

@@ -16,6 +16,7 @@ import traceback
 
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 
 from clusterdns import metrics
@@ -30,8 +31,8 @@ from clusterdns.server.wire import Rejected, finish, parse_query, render, udp_li
 log = logging.getLogger("clusterdns.server")
 
 
-def report_dropped(req: Request, resp: dns.message.Message, size: int) -> None:
-    metrics.report(req, "dropped", resp.rcode(), "", size, req.start)
+#: CoreDNS's errorAndMetricsFunc: what the server refuses itself is counted in zone "dropped".
+report_dropped = metrics.Reported("dropped", False)
 
 
 class Router:
@@ -40,12 +41,24 @@ class Router:
     def __init__(self, addr: ListenAddr, zones: dict[str, Block], fast: bool = False) -> None:
         self.addr = addr
         self.label = addr.label
+        self.other_classes = False
         self.zones = zones
         #: Only for chains built with fastpath.wrap (the Runtime does that when it is on).
         self.fast = fastpath.FastPath(self.label) if fast else None
         self.pacer = Pacer() if fast else None
         #: Queries the chain is answering now, by transport and bytes after the ID.
         self.pending: dict[tuple[str, bytes], asyncio.Future[None]] = {}
+
+    @property
+    def zones(self) -> dict[str, Block]:
+        return self._zones
+
+    @zones.setter
+    def zones(self, zones: dict[str, Block]) -> None:
+        """Swapped whole on reload; also decides which query classes this address serves."""
+        self._zones = zones
+        # CoreDNS's classChaos: only IN unless a plugin on the listener serves other classes.
+        self.other_classes = any(p.other_classes for b in zones.values() for p in b.plugins)
 
     def route(self, qname: str, qtype: int) -> tuple[str, Block] | None:
         zones = self.zones
@@ -162,6 +175,9 @@ class Router:
             return wire, None
 
     async def _resolve(self, req: Request) -> dns.message.Message:
+        if req.qclass != dns.rdataclass.IN and not self.other_classes:
+            req.after_write.append(report_dropped)
+            return req.reply(dns.rcode.REFUSED)
         if req.msg.edns > 0:
             return req.reply(dns.rcode.BADVERS)
         found = self.route(req.qname, req.qtype)

@@ -5,11 +5,11 @@ The slow path (the plugin chain, dnspython) stays the reference. While it answer
 what the answer depends on; when the answer is written and nothing vetoed it, `FastPath.fill`
 turns it into a fastwire.Entry that later identical queries get without running the chain.
 
-Who vetoes: every plugin's handler is wrapped (`wrap`); plugins not known to be replayable veto
-when they are entered (forward, whoami, …), chaos for class CH, loop for HINFO, autopath for
-names in its zones, log for names one of its rules logs (so every logged query gets its line:
-it is answered by the chain). A PluginError or crash vetoes, and so does an `after_write` hook
-that is not prometheus' (whose effect could not be replayed).
+Who vetoes: every plugin's handler is wrapped (`wrap`) according to what the plugin declares
+(clusterdns.plugin.Replay): a plugin that declares nothing vetoes when it is entered; one that
+declares WHEN vetoes when its `replayable(req)` says no (a log rule that logs the name, chaos
+for class CH, …). A PluginError or crash vetoes, and so does an `after_write` hook that is not
+a plugin.ReplayableHook (whose effect could not be replayed).
 
 What the cooperating plugins say (their own files call these):
 
@@ -20,10 +20,10 @@ What the cooperating plugins say (their own files call these):
   if its answer is exactly what a hit on the item just stored gives, records that hit; other
   misses, stale answers and `prefetch` veto;
 * kubernetes marks answers whose records show the query's case (SRV targets) `case_sensitive`;
-* loadbalance's shuffle is noted by the wrapper: the entry keeps the shuffled records apart
-  (clusterdns.server.fastshuffle).
+* loadbalance calls `shuffled` on the answers it shuffles: the entry keeps the shuffled records
+  apart and each replay shuffles them (clusterdns.server.fastshuffle).
 
-Effects replayed per fast answer: the prometheus plugin's per-query metrics (coredns_dns_*),
+Effects replayed per fast answer: the per-query metrics (coredns_dns_*) of ReplayableHooks,
 the counters plugins `count`ed, and clusterdns_fastpath_answers_total. They are batched
 (fastwire.Stats) and folded into the real metrics by `flush`, which /metrics calls before every
 scrape (and a timer every second), so a scrape sees every answer given before it.
@@ -38,16 +38,16 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import dns.message
 import dns.rcode
-import dns.rdataclass
 import dns.rdatatype
 from prometheus_client import Counter
 
 from clusterdns import metrics
+from clusterdns.config import _wrap
+from clusterdns.plugin import Replay
 from clusterdns.server.fastmetrics import COUNTERS, MKey, Report, flush_local, stats_for
 from clusterdns.server.fastshuffle import plan, reversed_runs
 from clusterdns.server.fastwire import (
@@ -64,7 +64,6 @@ from clusterdns.server.fastwire import (
     walk,
 )
 from clusterdns.server.wire import complete, render
-from clusterdns.zones import longest_match
 
 if TYPE_CHECKING:
     from clusterdns.plugin import Handler, Plugin
@@ -72,20 +71,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clusterdns.server")
 
-#: Plugins whose handler neither answers from elsewhere nor has per-query side effects of its
-#: own, or that cooperate (see the module docstring). Any other plugin vetoes when entered.
-REPLAYABLE = frozenset(
-    {"reload", "bufsize", "bind", "ready", "health", "prometheus", "errors", "any",
-     "loadbalance", "cache", "hosts", "kubernetes"}
-)  # fmt: skip
-_CONDITIONAL: dict[str, Callable[[Any, Request], bool]] = {
-    "chaos": lambda p, req: req.qclass == dns.rdataclass.CH,  # authors.bind: shuffled
-    "loop": lambda p, req: req.qtype == dns.rdatatype.HINFO,  # its probes are counted
-    # The search path depends on the client's address (and successes are counted).
-    "autopath": lambda p, req: bool(longest_match(p.zones, req.qname)),
-    # A query a log rule matches is logged by the chain (a line per query, as CoreDNS).
-    "log": lambda p, req: p.rule_for(req.qname) is not None,
-}
 _TRANSFER = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
 
 
@@ -211,32 +196,39 @@ def end(token: contextvars.Token[Recorder | None]) -> None:
 
 
 def wrap(plugin: Plugin) -> Handler:
-    """config._wrap plus the plugin's fast-path policy (used to build served chains)."""
-    from clusterdns.config import _wrap
-
+    """config._wrap plus the plugin's declared fast-path policy (used to build served chains)."""
     inner = _wrap(plugin)
-    name = plugin.name
-    if name == "loadbalance":
-
-        async def shuffles(req: Request) -> dns.message.Message:
-            resp = await inner(req)
-            rec = _CURRENT.get()
-            if rec is not None and resp.rcode() == dns.rcode.NOERROR and req.qtype not in _TRANSFER:
-                rec.shuffled = True
-            return resp
-
-        return shuffles
-    if name in REPLAYABLE:
+    policy = plugin.replay
+    if policy is Replay.ALWAYS:
         return inner
-    cond = _CONDITIONAL.get(name)
+    name = plugin.name
+    reason = f"plugin/{name}"
+    if policy is Replay.WHEN:
+        replayable = plugin.replayable
+
+        async def sometimes(req: Request) -> dns.message.Message:
+            rec = _CURRENT.get()
+            if rec is not None and not replayable(req):
+                rec.veto(reason)
+            return await inner(req)
+
+        return sometimes
 
     async def vetoes(req: Request) -> dns.message.Message:
         rec = _CURRENT.get()
-        if rec is not None and (cond is None or cond(plugin, req)):
-            rec.veto(f"plugin/{name}")
+        if rec is not None:
+            rec.veto(reason)
         return await inner(req)
 
     return vetoes
+
+
+def shuffled(req: Request, resp: dns.message.Message) -> None:
+    """A plugin that shuffles records per answer (loadbalance) says so: the kept answer then
+    holds its shuffled runs apart and each replay shuffles them (clusterdns.server.fastshuffle)."""
+    rec = _CURRENT.get()
+    if rec is not None and resp.rcode() == dns.rcode.NOERROR and req.qtype not in _TRANSFER:
+        rec.shuffled = True
 
 
 # ---- filling --------------------------------------------------------------------------------
@@ -245,20 +237,17 @@ def wrap(plugin: Plugin) -> Handler:
 def _reports(
     rec: Recorder, req: Request, resp: dns.message.Message, size: int
 ) -> tuple[Report, ...] | None:
-    """What the after-write hooks would report again; None if one of them is unknown."""
-    from clusterdns.plugins.prometheus import Prometheus
-    from clusterdns.server.dispatch import report_dropped
-
+    """What the after-write hooks would report again; None if one of them cannot be replayed
+    (only hooks with the plugin.ReplayableHook attributes can)."""
     out: list[Report] = []
     rcode = metrics.rcode_label(resp.rcode())
     qtype = metrics.type_label(req.type_text)
     for hook in req.after_write:
-        if isinstance(hook, partial) and hook.func is Prometheus._written:
-            zone, plugin = hook.args[0], rec.answered_by or req.answered_by
-        elif hook is report_dropped:
-            zone, plugin = "dropped", ""
-        else:
+        zone = getattr(hook, "replay_zone", None)
+        if not isinstance(zone, str):
             return None
+        by_plugin = getattr(hook, "replay_plugin", False)
+        plugin = (rec.answered_by or req.answered_by) if by_plugin else ""
         out.append((req.server, zone, qtype, req.proto, rcode, plugin, size, req.size, req.do))
     return tuple(out)
 

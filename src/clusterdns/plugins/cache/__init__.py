@@ -55,7 +55,7 @@ import dns.rcode
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.errors import PluginError
-from clusterdns.plugin import Plugin, SetupContext
+from clusterdns.plugin import Plugin, Replay, SetupContext
 from clusterdns.plugins.cache import classify as cls_
 from clusterdns.plugins.cache import metrics as m
 from clusterdns.plugins.cache.item import Item, Key, Shards, with_ttl
@@ -72,6 +72,7 @@ REFRESH_BUFSIZE = 65535
 
 class Cache(Plugin):
     name = "cache"
+    replay = Replay.ALWAYS  # cooperates: countdown, key slots, counted hits (see serve)
 
     def __init__(self, s: Settings) -> None:
         self.s = s

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 import dns.message
 
 from clusterdns.corefile.ast import Directive
-from clusterdns.plugin import Plugin, SetupContext
+from clusterdns.plugin import Plugin, Replay, SetupContext
 from clusterdns.plugins.kubernetes.autopath_search import RESOLV_CONF, resolv_search
 from clusterdns.plugins.kubernetes.handler import Handler
 from clusterdns.plugins.kubernetes.lookup import Backend, TimedStore
@@ -71,6 +71,7 @@ __all__ = ["DNS_PROGRAMMING", "PLUGIN", "Kubernetes"]
 
 class Kubernetes(Plugin):
     name = "kubernetes"
+    replay = Replay.ALWAYS  # depends on its store slot; SRV case marked
 
     def __init__(self, settings: Settings, search: list[str] | None = None) -> None:
         self.settings = settings

@@ -1,44 +1,6 @@
-"""forward: proxy queries to upstream resolvers over UDP, TCP or DNS-over-TLS.
-
-Syntax::
-
-    forward FROM TO... {
-        except IGNORED_NAMES...
-        force_tcp
-        prefer_udp
-        expire DURATION
-        max_idle_conns INTEGER
-        max_fails INTEGER
-        max_connect_attempts INTEGER
-        tls [CERT KEY] [CA]
-        tls_servername NAME
-        policy random|round_robin|sequential
-        health_check DURATION [no_rec] [domain FQDN]
-        max_concurrent MAX
-        next RCODE...
-        failover RCODE...
-        failfast_all_unhealthy_upstreams
-    }
-
-As CoreDNS's plugin/forward. FROM is the zone forwarded (a CIDR uses its first reverse zone);
-TO is `IP[:PORT]`, `[IPv6]:PORT`, `dns://…`, `tls://IP[%NAME][:PORT]` (DoT, port 853) or a
-resolv.conf-style file whose `nameserver` lines are used (a relative path is taken from the
-Corefile's directory); at most 15 upstreams. Several `forward` lines may share a block: they
-are tried in order, a name no line matches goes to the next plugin, and `next RCODE` hands an
-answer with that rcode to the following `forward` line.
-
-Per query: the policy orders the upstreams; an upstream that is down (more than `max_fails`
-failed health checks) is skipped; when all are down one is picked at random ("spray", counted
-in coredns_forward_healthcheck_broken_total) unless failfast_all_unhealthy_upstreams. A
-failed exchange starts health checking of that upstream and moves on to the next; after 5s
-(or `max_connect_attempts` failed attempts) the answer is SERVFAIL. An answer whose rcode is
-listed in `failover` moves on to the next upstream too, until each was tried once. A
-truncated UDP answer is asked again over TCP. `max_concurrent`: beyond N queries in flight
-the answer is REFUSED at once (coredns_forward_max_concurrent_rejects_total).
-
-Options CoreDNS does not have (`read_timeout`, `source_address`) and CoreDNS options not
-implemented here (`doh_method`, `next_on_nodata`, `resolver`, `fallthrough`, `max_age`,
-`https://` and host name upstreams) are errors, never silently ignored.
+"""The forwarding engine behind the forward and proxy plugins (Corefile syntax and behaviour:
+clusterdns.plugins.forward). It is shared code, not a plugin, so both plugins (and loop, which
+names the upstream that loops) can use it without importing each other.
 """
 
 from __future__ import annotations
@@ -54,12 +16,12 @@ import dns.rcode
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.errors import PluginError
+from clusterdns.pkg.forward import metrics
+from clusterdns.pkg.forward.conn import UpstreamError, rcode_of
+from clusterdns.pkg.forward.proxy import MIN_DIAL, Upstream
+from clusterdns.pkg.forward.relay import query_wire
+from clusterdns.pkg.forward.setup import Stanza, parse_stanza
 from clusterdns.plugin import Plugin, SetupContext
-from clusterdns.plugins.forward import metrics
-from clusterdns.plugins.forward.conn import UpstreamError, rcode_of
-from clusterdns.plugins.forward.proxy import MIN_DIAL, Upstream
-from clusterdns.plugins.forward.relay import query_wire
-from clusterdns.plugins.forward.setup import Stanza, parse_stanza
 from clusterdns.request import Request
 
 if TYPE_CHECKING:
@@ -70,7 +32,10 @@ DEADLINE = 5.0
 
 
 class Forward(Plugin):
+    """The `forward` plugin (see clusterdns.plugins.forward); `proxy` is a subclass."""
+
     name: ClassVar[str] = "forward"
+    other_classes = True  # CoreDNS's EnableChaos
     once: ClassVar[bool] = False
 
     def __init__(self, stanzas: list[Stanza]) -> None:
@@ -195,6 +160,3 @@ class Forward(Plugin):
                 req.note(f"answer from upstream {up.addr}")
             return ret
         raise PluginError(self.name, str(last_err) if last_err else "no healthy proxies")
-
-
-PLUGIN = Forward

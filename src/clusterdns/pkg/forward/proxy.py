@@ -34,8 +34,8 @@ import dns.rdataclass
 import dns.rdatatype
 from prometheus_client import Counter, Histogram
 
-from clusterdns.plugins.forward import metrics
-from clusterdns.plugins.forward.conn import (
+from clusterdns.pkg.forward import metrics
+from clusterdns.pkg.forward.conn import (
     CachedClosed,
     Conn,
     StreamConn,

@@ -19,9 +19,9 @@ from clusterdns.corefile.ast import Directive, Token
 from clusterdns.corefile.keys import zones_from_args
 from clusterdns.durations import parse_go_duration
 from clusterdns.errors import ConfigError
+from clusterdns.pkg.forward.policy import POLICIES, Policy, Random
+from clusterdns.pkg.forward.proxy import HealthOptions, Upstream
 from clusterdns.plugin import SetupContext, unknown_option
-from clusterdns.plugins.forward.policy import POLICIES, Policy, Random
-from clusterdns.plugins.forward.proxy import HealthOptions, Upstream
 from clusterdns.zones import is_subdomain
 
 MAX_UPSTREAMS = 15

@@ -29,7 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from clusterdns.plugins.forward.relay import REPLIES
+from clusterdns.pkg.forward.relay import REPLIES
 
 #: Replies without a question are accepted for these rcodes (as dnspython's is_response does);
 #: forward then answers FORMERR because the reply does not match the request (CoreDNS).
