@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -36,20 +37,33 @@ HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Ports below the kernel's ephemeral range (32768+ here), a block per pytest-xdist worker, so
+#: no other worker and no client socket can be handed the port between our check and the
+#: server's bind. Never the fixed ports `make run` uses (1053, 8080, 8181, 9153).
+_WORKER = int("0" + "".join(c for c in os.environ.get("PYTEST_XDIST_WORKER", "") if c.isdigit()))
+_BLOCK = 20000 + (_WORKER % 6) * 2000
+_handed: set[int] = set()
+
+
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
-    for _ in range(50):
+    """A port free for both UDP and TCP on 127.0.0.1 right now, not handed out before."""
+    for _ in range(500):
+        port = random.randrange(_BLOCK, _BLOCK + 2000)
+        if port in _handed:
+            continue
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        t.bind((HOST, 0))
-        port = t.getsockname()[1]
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
+            t.bind((HOST, port))
             u.bind((HOST, port))
         except OSError:
             continue
         finally:
             u.close()
             t.close()
+        _handed.add(port)
+        if len(_handed) > 1500:
+            _handed.clear()
         return port
     raise RuntimeError("no free port")
 
@@ -156,7 +170,30 @@ def start(
     wait: bool = True,
     files: Mapping[str, str] | None = None,
 ) -> Server:
-    """Write the Corefile (and extra `files`) into `tmp` and start the server there."""
+    """Write the Corefile (and extra `files`) into `tmp` and start the server there.
+
+    If a port was taken after all (another program on this machine), it is tried again with
+    new ports, up to three times."""
+    for attempt in range(3):
+        srv = _start(corefile, tmp, env, args, files)
+        if not wait:
+            return srv
+        try:
+            _wait_ready(srv)
+            return srv
+        except AssertionError:
+            if attempt == 2 or "Address already in use" not in srv.output:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start(
+    corefile: str,
+    tmp: Path,
+    env: Mapping[str, str] | None,
+    args: tuple[str, ...],
+    files: Mapping[str, str] | None,
+) -> Server:
     text, port, ports = _fill(corefile)
     conf = tmp / "Corefile"
     conf.write_text(text)
@@ -173,10 +210,7 @@ def start(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    srv = Server(proc, port, ports, conf)
-    if wait:
-        _wait_ready(srv)
-    return srv
+    return Server(proc, port, ports, conf)
 
 
 def _wait_ready(srv: Server, timeout: float = 15.0) -> None:
@@ -338,3 +372,43 @@ spec:
   - name: http
     port: 80
 """
+
+
+def fast_like_chain(
+    corefile: str,
+    tmp: Path,
+    questions: list[tuple[str, str]],
+    files: Mapping[str, str] | None = None,
+    proto: str = "udp",
+) -> int:
+    """Ask the same questions of the server with and without the fast path: answers identical.
+
+    The Corefile must have `prometheus 127.0.0.1:@P1@` in the block answering the questions.
+    Each question is asked three times of the fast server (the chain answers, the answer is
+    kept, the last one may be replayed) and once of a server with CLUSTERDNS_FASTPATH=off; the
+    bytes must agree but for the ID. Returns how many answers the fast path gave, so a plugin
+    declaring Replay.ALWAYS can assert that its answers really are replayed.
+    """
+    fast_tmp, slow_tmp = tmp / "fast", tmp / "slow"
+    fast_tmp.mkdir(exist_ok=True)
+    slow_tmp.mkdir(exist_ok=True)
+    with (
+        serve(corefile, fast_tmp, files=files) as fast,
+        serve(corefile, slow_tmp, files=files, env={"CLUSTERDNS_FASTPATH": "off"}) as slow,
+    ):
+        for name, rdtype in questions:
+            q = dns.message.make_query(name, rdtype)
+            got = [exchange(fast, q, proto)[0] for _ in range(3)]
+            want = exchange(slow, q, proto)[0]
+            for g in got:
+                assert g[2:] == want[2:], f"{name} {rdtype}: fast path and chain differ"
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return int(
+            sum(
+                s.value
+                for family in text_string_to_metric_families(fast.metrics())
+                for s in family.samples
+                if s.name == "clusterdns_fastpath_answers_total"
+            )
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from clusterdns.corefile.lexer import substitute_env, tokenize
 from clusterdns.corefile.parser import parse_corefile, parse_corefile_text
 from clusterdns.errors import ConfigError
 
-SHARED = Path("/work/shared/corefiles")
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "corefiles"
 
 
 def tree(d: Directive) -> Any:
@@ -521,6 +520,7 @@ SHARED_ENV = {
     "CLUSTER_DOMAIN": "cluster.local",
     "DNS_TTL": "30",
     "DNS_PORT": "5353",
+    "SHARED_COREFILES": str(SHARED),
 }
 
 # file → (keys, directive count) per server block
@@ -545,7 +545,8 @@ SHARED_EXPECTED: dict[str, list[tuple[list[str], int]]] = {
 
 
 def shared_files() -> list[str]:
-    return sorted(os.listdir(SHARED)) if SHARED.is_dir() else []
+    """The Corefiles (the folders beside them hold what they import)."""
+    return sorted(p.name for p in SHARED.glob("*.Corefile"))
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared Corefiles not present")

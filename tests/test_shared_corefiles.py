@@ -15,10 +15,11 @@ ENV = {
     "CLUSTER_DOMAIN": "cluster.local",
     "DNS_TTL": "30",
     "DNS_PORT": "53",
+    "SHARED_COREFILES": str(SHARED),
 }
 
 
-@pytest.mark.parametrize("path", sorted(SHARED.glob("*")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(SHARED.glob("*.Corefile")), ids=lambda p: p.name)
 def test_shared_corefile_is_accepted(path: Path) -> None:
     r = run_cli("-conf", str(path), "-validate", env=ENV)
     assert r.returncode == 0, r.stderr
@@ -35,4 +36,4 @@ def test_legacy_corefiles_warn_with_the_replacement() -> None:
 
 
 def test_shared_corefiles_exist() -> None:
-    assert len(list(SHARED.glob("*"))) >= 5
+    assert len(list(SHARED.glob("*.Corefile"))) >= 5
