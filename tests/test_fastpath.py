@@ -287,7 +287,13 @@ def test_loadbalance_shuffles_fast_answers(balanced: Served) -> None:
     for _ in range(20):
         fast = balanced.fast(data, "udp")
         assert fast is not None
-        assert records(fast) == records(balanced.slow(data, "udp")[0] or b"")
+        for _ in range(3):  # the cache's TTL may tick between the two answers (under load)
+            slow = balanced.slow(data, "udp")[0] or b""
+            if records(fast) == records(slow):
+                break
+            fast = balanced.fast(data, "udp")
+            assert fast is not None
+        assert records(fast) == records(slow)
         orders.add(tuple(str(rd) for rd in dns.message.from_wire(fast).answer[0]))
     assert len(orders) > 1
     # 40 SRV records fit in 2500 bytes, their targets' addresses do not all: as many

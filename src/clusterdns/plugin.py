@@ -94,6 +94,9 @@ class Plugin:
     #: True if the plugin answers classes other than IN (CoreDNS's EnableChaos: chaos,
     #: forward, proxy). Without one on a listener, non-IN queries are REFUSED by the server.
     other_classes: ClassVar[bool] = False
+    #: True if `start` only runs a side service no answer needs (an HTTP endpoint, a file
+    #: watch, a probe): `clusterdns query`, which answers in-process, does not start it.
+    side_service: ClassVar[bool] = False
 
     next: Handler
 

@@ -43,8 +43,6 @@ from clusterdns.server.dispatch import Router
 from clusterdns.server.listener import Listener
 from clusterdns.trace import Tracer
 
-#: Plugins whose start() only runs side services, none of which a query needs.
-SIDE_SERVICES = frozenset({"health", "ready", "prometheus", "reload", "loop"})
 EDNS_PAYLOAD = 1232  # what dig advertises
 
 
@@ -222,7 +220,7 @@ async def _run(
     try:
         try:
             for p in cfg.plugins():
-                if p.name not in SIDE_SERVICES:
+                if not p.side_service:
                     await p.start(rt)
                     started.append(p)
         except Exception as e:

@@ -52,6 +52,7 @@ def _url(host: str, port: int, path: str) -> str:
 class Health(Plugin):
     name = "health"
     replay = Replay.ALWAYS  # not in the chain's answers
+    side_service = True  # `clusterdns query` does not start it
     handler = False  # a web server beside the chain, as in CoreDNS
     once = False  # CoreDNS reads every `health` line of a block; the last one counts
 

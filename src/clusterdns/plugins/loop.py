@@ -66,6 +66,7 @@ def make_qname(zone: str) -> str:
 class Loop(Plugin):
     name: ClassVar[str] = "loop"
     replay = Replay.WHEN  # not when its HINFO probes are counted
+    side_service = True  # `clusterdns query` does not start it
 
     def __init__(self, zone: str) -> None:
         self.zone = zone

@@ -54,6 +54,7 @@ async def serve_metrics(request: web.BaseRequest) -> web.StreamResponse:
 class Prometheus(Plugin):
     name = "prometheus"
     replay = Replay.ALWAYS  # its per-query metrics are a ReplayableHook
+    side_service = True  # `clusterdns query` does not start it
 
     def __init__(self, host: str, port: int, zones: list[str]) -> None:
         self.host = host

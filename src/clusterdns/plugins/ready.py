@@ -91,6 +91,7 @@ def _watched(cfg: Config) -> tuple[list[Plugin], bool]:
 class Ready(Plugin):
     name = "ready"
     replay = Replay.ALWAYS  # not in the chain's answers
+    side_service = True  # `clusterdns query` does not start it
     handler = False  # a web server beside the chain, as in CoreDNS
 
     def __init__(self, host: str, port: int, monitor: str) -> None:

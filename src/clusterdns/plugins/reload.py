@@ -39,6 +39,7 @@ MIN_JITTER = 1.0
 class Reload(Plugin):
     name = "reload"
     replay = Replay.ALWAYS  # only watches the Corefile
+    side_service = True  # `clusterdns query` does not start it
     handler = False
 
     def __init__(self, interval: float, jitter: float) -> None:
