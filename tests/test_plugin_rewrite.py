@@ -8,6 +8,7 @@ The client always gets its own question back. Setup errors are CoreDNS's texts.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.harness import Case, Server, check, exchange, serve, setup_error
+from tests.harness import Case, Server, check, exchange, run_cli, serve, setup_error
 
 COREFILE = """
 example.:@PORT@ {
@@ -215,132 +216,165 @@ def test_rewritten_answers_are_stable(srv: Server) -> None:
 LONG = "a" * 10001
 
 
-@pytest.mark.parametrize(
-    ("rule", "message"),
-    [
-        ("rewrite foo a b", 'plugin/rewrite: invalid rule type "foo"'),
-        ("rewrite continue", "continue rule must begin with a rule type"),
-        ("rewrite stop", "stop rule must begin with a rule type"),
-        ("rewrite answer name a b", "response rewrites must begin with a name rule"),
-        ("rewrite name a", "too few arguments for a name rule"),
-        (
-            "rewrite name a b c",
-            "name rule supports only exact, prefix, suffix, substring, and "
-            "regex name matching, received: a",
-        ),
-        ("rewrite name a b c d", "invalid arguments for a rule"),
-        (
-            "rewrite name exact a b c d",
-            "exceeded the number of arguments for a non-answer rule argument for exact rule",
-        ),
-        ("rewrite name regex a b answer", "invalid arguments for regex rule"),
-        ("rewrite name regex a b answer foo x", 'invalid type "foo" for answer rule for regex'),
-        (
-            "rewrite name regex a b answer name x",
-            "name answer rule for regex rule: 2 arguments required",
-        ),
-        (
-            "rewrite name regex a b answer name x y answer",
-            "type missing for answer rule for regex rule",
-        ),
-        (
-            "rewrite name regex a b answer value x",
-            "value answer rule for regex rule: 2 arguments required",
-        ),
-        (
-            "rewrite name regex a b answer name (x y",
-            "name answer rule for regex rule: invalid regex matching pattern: (x",
-        ),
-        (
-            "rewrite name regex a b answer auto answer name x y",
-            "auto name answer rule cannot be combined with explicit name anwer rules",
-        ),
-        ("rewrite name regex (a {1}{2}", "invalid regex matching pattern: (a"),
-        (
-            "rewrite name regex (a) {1}{2}",
-            "the rewrite regex pattern ({1}{2}) uses more "
-            "subexpressions than its corresponding matching regex pattern ((a))",
-        ),
-        (f"rewrite name regex {LONG} b", "regex pattern too long: 10001 > 10000"),
-        # sic: CoreDNS compiles an exact rule's TO as a regex.
-        ("rewrite name exact a c(d", "invalid regex matching pattern: c(d."),
-        ("rewrite type A", "type rules must have exactly two arguments"),
-        ("rewrite type A FOO", 'invalid type "FOO"'),
-        ("rewrite type TYPE65 A", 'invalid type "TYPE65"'),
-        ("rewrite class IN", "class rules must have exactly two arguments"),
-        ("rewrite class XX IN", 'invalid class "XX"'),
-        ("rewrite ttl a", "too few (1) arguments for a ttl rule"),
-        ("rewrite ttl a b", "invalid TTL 'b' for a ttl rule"),
-        ("rewrite ttl a -", "invalid TTL '-' for a ttl rule"),
-        ("rewrite ttl a 20-10", "invalid TTL '20-10' for a ttl rule"),
-        ("rewrite ttl a 4294967296", "invalid TTL '4294967296' for a ttl rule"),
-        ("rewrite ttl a b c 5", "invalid TTL '' for a ttl rule"),
-        (
-            "rewrite ttl foo a 5",
-            "ttl rule supports only exact, prefix, suffix, substring, and regex name matching",
-        ),
-        ("rewrite ttl regex (a 5", "invalid regex pattern in a ttl rule: (a"),
-        (f"rewrite ttl regex {LONG} 5", "regex pattern too long in a ttl rule: 10001 > 10000"),
-        ("rewrite rcode a b", "too few (2) arguments for a rcode rule"),
-        ("rewrite rcode a FOO 0", "invalid matching RCODE 'FOO' for a rcode rule"),
-        ("rewrite rcode a 0 24", "invalid replacement RCODE '24' for a rcode rule"),
-        ("rewrite rcode a b 0 1 2", "invalid matching RCODE '' for a rcode rule"),
-        ("rewrite rcode foo a 0 1", "rcode rule supports only exact"),
-        ("rewrite rcode regex (a 0 1", "invalid regex pattern in a rcode rule: (a"),
-        ("rewrite cname a", "too few (1) arguments for a cname rule"),
-        ("rewrite cname a b c d", "too few (4) arguments for a cname rule"),
-        ("rewrite cname foo a b", "unknown cname rewrite type: foo"),
-        ("rewrite cname regex (a b", "invalid cname rewrite regex pattern"),
-        (f"rewrite cname regex {LONG} b", "regex pattern too long in a cname rule"),
-        ("rewrite edns0 local", "too few arguments for an EDNS0 rule"),
-        ("rewrite edns0 local foo 1 2", 'invalid action: "foo"'),
-        ("rewrite edns0 local set 0xffee", "EDNS0 local rules require three or four args"),
-        ("rewrite edns0 local set zz abc", 'strconv.ParseUint: parsing "zz": invalid syntax'),
-        (
-            "rewrite edns0 local set 70000 abc",
-            'strconv.ParseUint: parsing "70000": value out of range',
-        ),
-        ("rewrite edns0 local set 1 0xzz", "encoding/hex: invalid byte: U+007A 'z'"),
-        ("rewrite edns0 local set 1 0xabc", "encoding/hex: odd length hex string"),
-        ("rewrite edns0 local set 1 {bogus}", 'unsupported variable name "{bogus}"'),
-        ("rewrite edns0 local unset", "local unset action requires exactly two arguments"),
-        ("rewrite edns0 nsid set x", "EDNS0 NSID rules can accept no more than one arg"),
-        ("rewrite edns0 nsid unset x", "nsid unset action requires exactly one argument"),
-        ("rewrite edns0 subnet set 24", "EDNS0 subnet rules require three or four args"),
-        ("rewrite edns0 subnet set 33 56", "invalid IPv4 bit mask length 33"),
-        ("rewrite edns0 subnet set 24 129", "invalid IPv6 bit mask length 129"),
-        ("rewrite edns0 subnet unset 1", "subnet unset action requires exactly one argument"),
-        ("rewrite edns0 foo set", 'invalid rule type "foo"'),
-        ("rewrite edns0 foo unset", 'invalid rule type "foo"'),
-        ("rewrite stop name a b {\n    name c d\n  }", "no rule type specified for rewrite"),
-    ],
-)
-def test_setup_errors(tmp_path: Path, rule: str, message: str) -> None:
-    setup_error(tmp_path, f"  whoami\n  {rule}\n", 3, message)
+SETUP_ERRORS: list[tuple[str, str]] = [
+    ("rewrite foo a b", 'plugin/rewrite: invalid rule type "foo"'),
+    ("rewrite continue", "continue rule must begin with a rule type"),
+    ("rewrite stop", "stop rule must begin with a rule type"),
+    ("rewrite answer name a b", "response rewrites must begin with a name rule"),
+    ("rewrite name a", "too few arguments for a name rule"),
+    (
+        "rewrite name a b c",
+        "name rule supports only exact, prefix, suffix, substring, and "
+        "regex name matching, received: a",
+    ),
+    ("rewrite name a b c d", "invalid arguments for a rule"),
+    (
+        "rewrite name exact a b c d",
+        "exceeded the number of arguments for a non-answer rule argument for exact rule",
+    ),
+    ("rewrite name regex a b answer", "invalid arguments for regex rule"),
+    ("rewrite name regex a b answer foo x", 'invalid type "foo" for answer rule for regex'),
+    (
+        "rewrite name regex a b answer name x",
+        "name answer rule for regex rule: 2 arguments required",
+    ),
+    (
+        "rewrite name regex a b answer name x y answer",
+        "type missing for answer rule for regex rule",
+    ),
+    (
+        "rewrite name regex a b answer value x",
+        "value answer rule for regex rule: 2 arguments required",
+    ),
+    (
+        "rewrite name regex a b answer name (x y",
+        "name answer rule for regex rule: invalid regex matching pattern: (x",
+    ),
+    (
+        "rewrite name regex a b answer auto answer name x y",
+        "auto name answer rule cannot be combined with explicit name anwer rules",
+    ),
+    ("rewrite name regex (a {1}{2}", "invalid regex matching pattern: (a"),
+    (
+        "rewrite name regex (a) {1}{2}",
+        "the rewrite regex pattern ({1}{2}) uses more "
+        "subexpressions than its corresponding matching regex pattern ((a))",
+    ),
+    (f"rewrite name regex {LONG} b", "regex pattern too long: 10001 > 10000"),
+    # sic: CoreDNS compiles an exact rule's TO as a regex.
+    ("rewrite name exact a c(d", "invalid regex matching pattern: c(d."),
+    ("rewrite type A", "type rules must have exactly two arguments"),
+    ("rewrite type A FOO", 'invalid type "FOO"'),
+    ("rewrite type TYPE65 A", 'invalid type "TYPE65"'),
+    ("rewrite class IN", "class rules must have exactly two arguments"),
+    ("rewrite class XX IN", 'invalid class "XX"'),
+    ("rewrite ttl a", "too few (1) arguments for a ttl rule"),
+    ("rewrite ttl a b", "invalid TTL 'b' for a ttl rule"),
+    ("rewrite ttl a -", "invalid TTL '-' for a ttl rule"),
+    ("rewrite ttl a 20-10", "invalid TTL '20-10' for a ttl rule"),
+    ("rewrite ttl a 4294967296", "invalid TTL '4294967296' for a ttl rule"),
+    ("rewrite ttl a b c 5", "invalid TTL '' for a ttl rule"),
+    (
+        "rewrite ttl foo a 5",
+        "ttl rule supports only exact, prefix, suffix, substring, and regex name matching",
+    ),
+    ("rewrite ttl regex (a 5", "invalid regex pattern in a ttl rule: (a"),
+    (f"rewrite ttl regex {LONG} 5", "regex pattern too long in a ttl rule: 10001 > 10000"),
+    ("rewrite rcode a b", "too few (2) arguments for a rcode rule"),
+    ("rewrite rcode a FOO 0", "invalid matching RCODE 'FOO' for a rcode rule"),
+    ("rewrite rcode a 0 24", "invalid replacement RCODE '24' for a rcode rule"),
+    ("rewrite rcode a b 0 1 2", "invalid matching RCODE '' for a rcode rule"),
+    ("rewrite rcode foo a 0 1", "rcode rule supports only exact"),
+    ("rewrite rcode regex (a 0 1", "invalid regex pattern in a rcode rule: (a"),
+    ("rewrite cname a", "too few (1) arguments for a cname rule"),
+    ("rewrite cname a b c d", "too few (4) arguments for a cname rule"),
+    ("rewrite cname foo a b", "unknown cname rewrite type: foo"),
+    ("rewrite cname regex (a b", "invalid cname rewrite regex pattern"),
+    (f"rewrite cname regex {LONG} b", "regex pattern too long in a cname rule"),
+    ("rewrite edns0 local", "too few arguments for an EDNS0 rule"),
+    ("rewrite edns0 local foo 1 2", 'invalid action: "foo"'),
+    ("rewrite edns0 local set 0xffee", "EDNS0 local rules require three or four args"),
+    ("rewrite edns0 local set zz abc", 'strconv.ParseUint: parsing "zz": invalid syntax'),
+    (
+        "rewrite edns0 local set 70000 abc",
+        'strconv.ParseUint: parsing "70000": value out of range',
+    ),
+    ("rewrite edns0 local set 1 0xzz", "encoding/hex: invalid byte: U+007A 'z'"),
+    ("rewrite edns0 local set 1 0xabc", "encoding/hex: odd length hex string"),
+    ("rewrite edns0 local set 1 {bogus}", 'unsupported variable name "{bogus}"'),
+    ("rewrite edns0 local unset", "local unset action requires exactly two arguments"),
+    ("rewrite edns0 nsid set x", "EDNS0 NSID rules can accept no more than one arg"),
+    ("rewrite edns0 nsid unset x", "nsid unset action requires exactly one argument"),
+    ("rewrite edns0 subnet set 24", "EDNS0 subnet rules require three or four args"),
+    ("rewrite edns0 subnet set 33 56", "invalid IPv4 bit mask length 33"),
+    ("rewrite edns0 subnet set 24 129", "invalid IPv6 bit mask length 129"),
+    ("rewrite edns0 subnet unset 1", "subnet unset action requires exactly one argument"),
+    ("rewrite edns0 foo set", 'invalid rule type "foo"'),
+    ("rewrite edns0 foo unset", 'invalid rule type "foo"'),
+    ("rewrite stop name a b {\n    name c d\n  }", "no rule type specified for rewrite"),
+]
 
 
-@pytest.mark.parametrize(
-    ("pattern", "why"),
-    [
-        ("(?=a)b", "invalid or unsupported Perl syntax: `(?=`"),
-        ("(?!a)b", "invalid or unsupported Perl syntax: `(?!`"),
-        ("(?<=a)b", "invalid or unsupported Perl syntax: `(?<=`"),
-        ("(?<!a)b", "invalid or unsupported Perl syntax: `(?<!`"),
-        ("(a)\\1", "invalid escape sequence: `\\1`"),
-        ("(?P<x>a)(?P=x)", "invalid or unsupported Perl syntax: `(?P=`"),
-        ("(?>a)", "invalid or unsupported Perl syntax: `(?>`"),
-        ("a*+", "invalid nested repetition operator: `*+`"),
-        ("a{2}+", "invalid nested repetition operator: `{2}+`"),
-        ("a{1001}", "invalid repeat count: `{1001}`"),
-        ("a\\Z", "invalid escape sequence: `\\Z`"),
-        ("\\p{Greek}", "invalid escape sequence: `\\p`"),
-        ("(?#c)a", "invalid or unsupported Perl syntax: `(?#`"),
-    ],
-)
-def test_regexes_re2_rejects(tmp_path: Path, pattern: str, why: str) -> None:
-    body = f"  rewrite name regex {pattern} x.example.\n"
-    setup_error(tmp_path, body, 2, f"invalid regex matching pattern: {pattern} ({why})")
-    setup_error(tmp_path, f"  rewrite ttl regex {pattern} 5\n", 2, why)
+RE2_REJECTS: list[tuple[str, str]] = [
+    ("(?=a)b", "invalid or unsupported Perl syntax: `(?=`"),
+    ("(?!a)b", "invalid or unsupported Perl syntax: `(?!`"),
+    ("(?<=a)b", "invalid or unsupported Perl syntax: `(?<=`"),
+    ("(?<!a)b", "invalid or unsupported Perl syntax: `(?<!`"),
+    ("(a)\\1", "invalid escape sequence: `\\1`"),
+    ("(?P<x>a)(?P=x)", "invalid or unsupported Perl syntax: `(?P=`"),
+    ("(?>a)", "invalid or unsupported Perl syntax: `(?>`"),
+    ("a*+", "invalid nested repetition operator: `*+`"),
+    ("a{2}+", "invalid nested repetition operator: `{2}+`"),
+    ("a{1001}", "invalid repeat count: `{1001}`"),
+    ("a\\Z", "invalid escape sequence: `\\Z`"),
+    ("\\p{Greek}", "invalid escape sequence: `\\p`"),
+    ("(?#c)a", "invalid or unsupported Perl syntax: `(?#`"),
+]
+
+
+def expect_errors(tmp: Path, rules: list[tuple[str, str]]) -> None:
+    """Each rule in a server block of its own (setup stops at a block's first error), one
+    `-validate` for all: every block's error names its rule's line and CoreDNS's text."""
+    text, want = "", []
+    for i, (rule, message) in enumerate(rules):
+        line = text.count("\n") + 3
+        text += f".:{1053 + i} {{\n  whoami\n  {rule}\n}}\n"
+        want.append((line, message))
+    conf = tmp / "Corefile"
+    conf.write_text(text)
+    r = run_cli("-conf", str(conf), "-validate")
+    assert r.returncode == 1
+    got = {}
+    for out in r.stderr.splitlines():
+        m = re.match(rf"Error: {re.escape(str(conf))}:(\d+) - (.*)", out)
+        if m:
+            got[int(m.group(1))] = m.group(2)
+    for (rule, _), (line, message) in zip(rules, want, strict=True):
+        assert line in got, f"{rule!r}: no error at line {line}:\n{r.stderr}"
+        assert got[line].startswith("plugin/rewrite: ") and message in got[line], (rule, got[line])
+
+
+def test_setup_errors(tmp_path: Path) -> None:
+    expect_errors(tmp_path, SETUP_ERRORS)
+
+
+def test_setup_error_form(tmp_path: Path) -> None:
+    setup_error(
+        tmp_path, "  whoami\n  rewrite foo a b\n", 3, 'plugin/rewrite: invalid rule type "foo"'
+    )
+
+
+def test_regexes_re2_rejects(tmp_path: Path) -> None:
+    rules = []
+    for pattern, why in RE2_REJECTS:
+        rules.append(
+            (
+                f"rewrite name regex {pattern} x.example.",
+                f"invalid regex matching pattern: {pattern} ({why})",
+            )
+        )
+        rules.append((f"rewrite ttl regex {pattern} 5", why))
+    expect_errors(tmp_path, rules)
 
 
 def test_re2_syntax_python_lacks(tmp_path: Path) -> None:
