@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -408,3 +409,28 @@ def test_re2_syntax_python_lacks(tmp_path: Path) -> None:
 def test_flags_kept(srv: Server) -> None:
     r = srv.query("foo.example.")
     assert r.flags & dns.flags.AA and r.flags & dns.flags.RD
+
+
+RELOAD = """
+.:@PORT@ {
+    bind 127.0.0.1
+    reload 2s 1s
+    rewrite name exact alias.example. target.example.
+    hosts {
+        10.0.0.1 target.example.
+    }
+}
+"""
+
+
+def test_invalid_rule_on_reload_keeps_the_old_config(tmp_path: Path) -> None:
+    with serve(RELOAD, tmp_path) as s:
+        check(s, [Case("alias.example.", answer=a("alias.example.", "10.0.0.1"))])
+        bad = "rewrite name regex (?<!x)alias\\.example\\. other.example."
+        s.conf.write_text(s.conf.read_text().replace("rewrite name exact", bad + "\n    #"))
+        s.signal(signal.SIGUSR1)
+        s.wait_output(
+            r"\[ERROR\] reload: .*Corefile:5 - plugin/rewrite: invalid regex matching pattern: "
+            r"\(\?<!x\)alias"
+        )
+        check(s, [Case("alias.example.", answer=a("alias.example.", "10.0.0.1"))])
