@@ -375,6 +375,8 @@ spec:
 DIFF_COREFILE = """
 .:@PORT@ {
     bind 127.0.0.1
+    chaos
+    rewrite class CH IN
     rewrite name exact foo.example. target.example.
     rewrite name prefix www. web.
     rewrite name substring -dev. .
@@ -404,12 +406,13 @@ DIFF_COREFILE = """
 }
 """
 
-DIFF_QUERIES = [
+DIFF_QUERIES: list[tuple[str, ...]] = [
     ("foo.example.", "A"), ("FOO.example.", "A"), ("www.shop.example.", "A"),
     ("api-dev.example.", "A"), ("app.corp.example.", "A"), ("api-west.example.", "A"),
     ("db.svc.example.", "A"), ("a.chain.", "A"), ("a.short.example.", "A"),
     ("x.clamp.example.", "A"), ("missing.example.", "A"), ("target.example.", "AAAA"),
     ("target.example.", "MX"), ("1.0.9.10.in-addr.arpa.", "PTR"), ("nothing.example.", "A"),
+    ("target.example.", "A", "CH"), ("foo.example.", "A", "CH"),
 ]  # fmt: skip
 
 
@@ -426,8 +429,8 @@ def test_like_coredns(tmp_path: Path) -> None:
         serve(DIFF_COREFILE, tmp_path / "ours") as ours,
         serve_coredns(DIFF_COREFILE, tmp_path / "ref") as ref,
     ):
-        for name, qtype in DIFF_QUERIES:
+        for name, qtype, *qclass in DIFF_QUERIES:
             for proto in ("udp", "tcp"):
-                q = dns.message.make_query(name, qtype, use_edns=0)
+                q = dns.message.make_query(name, qtype, *qclass, use_edns=0)
                 got, want = ours.send(q, proto), ref.send(q, proto)
                 assert _sections(got) == _sections(want), (name, qtype, proto)

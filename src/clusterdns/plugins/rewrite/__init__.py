@@ -103,7 +103,9 @@ def _tokens(d: Directive) -> list[str]:
     """The rule's words: the line's arguments, or (fewer than two) those plus the block's."""
     args = d.values
     if d.children and len(args) >= 2:
-        return []  # CoreDNS then reads the block as a rule of its own, with no words
+        # CoreDNS takes the line as a rule, then the block as another one, with no words.
+        new_rule(args)
+        return []
     out = list(args)
 
     def walk(children: list[Directive]) -> None:

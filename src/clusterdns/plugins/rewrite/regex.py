@@ -119,7 +119,9 @@ def _escape(p: str, i: int, in_class: bool) -> tuple[str, int]:
     octal = i + 3 < len(p) and p[i + 2] in "01234567" and p[i + 3] in "01234567"
     if c.isdigit() and c != "0" and not octal:  # a backreference
         raise RegexError(f"invalid escape sequence: `\\{c}`")
-    if c in "ZpPCGXKRNgk" or (c == "A" and in_class):
+    if c in "pPC":  # RE2 has these; Python's re has not
+        raise RegexError(f"`\\{c}` (Unicode classes, single bytes) is not supported by ClusterDNS")
+    if c in "ZGXKRNgk" or (c == "A" and in_class):
         raise RegexError(f"invalid escape sequence: `\\{c}`")
     if c == "z":
         return "\\Z", i + 2
