@@ -434,3 +434,48 @@ def test_like_coredns(tmp_path: Path) -> None:
                 q = dns.message.make_query(name, qtype, *qclass, use_edns=0)
                 got, want = ours.send(q, proto), ref.send(q, proto)
                 assert _sections(got) == _sections(want), (name, qtype, proto)
+
+
+def cdn(q: dns.message.Message, proto: str) -> list[dns.message.Message]:
+    """An upstream with a CNAME into a CDN, and the other CDN's address."""
+    r = dns.message.make_response(q)
+    name = q.question[0].name.to_text().lower()
+    if name == "app.example.":
+        r.answer = [
+            dns.rrset.from_text("app.example.", 300, "IN", "CNAME", "app.cdn.example."),
+            dns.rrset.from_text("app.cdn.example.", 60, "IN", "A", "20.0.0.1"),
+        ]
+    elif name == "app.other.example.":
+        r.answer = [dns.rrset.from_text("app.other.example.", 30, "IN", "A", "30.0.0.1")]
+    else:
+        r.set_rcode(dns.rcode.NXDOMAIN)
+    return [r]
+
+
+CDN_COREFILE = """
+.:@PORT@ {
+    bind 127.0.0.1
+    rewrite continue ttl suffix .example. 100-200
+    rewrite cname suffix .cdn.example. .other.example.
+    forward . 127.0.0.1:UP
+}
+"""
+
+
+def test_cname_rewrite_through_forward_like_coredns(tmp_path: Path) -> None:
+    (tmp_path / "ours").mkdir()
+    with Upstream(cdn) as up:
+        corefile = CDN_COREFILE.replace("UP", str(up.port))
+        with (
+            serve(corefile, tmp_path / "ours") as ours,
+            serve_coredns(corefile, tmp_path / "ref") as ref,
+        ):
+            for name in ("app.example.", "app.other.example.", "none.example."):
+                q = dns.message.make_query(name, "A", use_edns=0)
+                got, want = ours.send(q), ref.send(q)
+                assert _sections(got) == _sections(want), (name, got, want)
+            r = ours.query("app.example.")
+            assert rrs(r.answer) == [
+                "app.example. 200 IN CNAME app.other.example.",
+                "app.other.example. 100 IN A 30.0.0.1",
+            ]

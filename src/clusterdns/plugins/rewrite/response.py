@@ -260,6 +260,7 @@ def rebuild(
     """A new message: `resp` with the client's question and the view's records and header."""
     out = copy.copy(resp)
     out.sections = [question, _rrsets(view.answer), _rrsets(view.ns), _rrsets(view.extra)]
+    out.index = {}  # the copied index would name the old message's record sets
     out.flags = (resp.flags & ~dns.flags.TC) | (dns.flags.TC if view.tc else 0)
     if resp.opt is not None and view.options is not None:
         out.use_edns(resp.edns, resp.ednsflags, resp.payload, options=view.options)
