@@ -40,6 +40,7 @@ EDNS_COREFILE = """
     rewrite continue edns0 local append 0xffe8 text
     rewrite continue edns0 local replace 0xffe9 never
     rewrite continue edns0 local unset 0xfff0
+    rewrite continue edns0 local set 0xffea {test/label}
     rewrite continue edns0 nsid set
     rewrite edns0 subnet set 24 56
     forward . 127.0.0.1:UP
@@ -101,6 +102,7 @@ def test_edns0_options_the_next_plugin_sees(
     assert got[0xFFE7] == server_port
     assert got[0xFFE8] == b"text"
     assert 0xFFE9 not in got and 0xFFF0 not in got  # replace needs one; unset removed it
+    assert 0xFFEA not in got  # no metadata plugin: no value, no option
     assert got[3] == b""  # NSID, empty
     ecs = dns.edns.ECSOption("127.0.0.0", 24)
     assert got[8] == ecs.to_wire()

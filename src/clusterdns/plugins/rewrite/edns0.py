@@ -54,14 +54,12 @@ def go_uint(s: str, bits: int) -> int:
             if t.startswith("_") or t.endswith("_") or "__" in t:
                 raise bad
             t = t.replace("_", "")
-    if not t:
+    if not t or t.strip("0123456789abcdefABCDEF_") or t.startswith("_"):
         raise bad
     try:
         v = int(t, base)
     except ValueError:
         raise bad from None
-    if t[0] in "+-":
-        raise bad
     if v >= 1 << bits:
         raise RuleError(f'strconv.ParseUint: parsing "{s}": value out of range')
     return v
