@@ -171,7 +171,10 @@ class Rewrite(Plugin):
         if st.case_dependent and rec is not None:
             rec.case_sensitive = True
         if not done:
+            req.note("no rewrite rule applies")
             return await self.next(req)
+        if req.tracer:
+            req.note(f"rewritten to {req.qname} {req.class_text} {req.type_text}")
         try:
             resp = await self.next(req)
         except PluginError as e:
