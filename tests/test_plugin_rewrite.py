@@ -23,6 +23,7 @@ from tests.harness import Case, Server, check, exchange, run_cli, serve, setup_e
 COREFILE = """
 example.:@PORT@ {
     bind 127.0.0.1
+    errors
     rewrite name exact foo.example. target.example.
     rewrite name prefix www. web.
     rewrite name substring -dev. .
@@ -158,6 +159,10 @@ def test_invalid_name_after_rewrite(srv: Server) -> None:
     r = srv.query("x.bad.example.")
     assert r.rcode() == dns.rcode.SERVFAIL
     assert r.question[0].name.to_text() == "x.bad.example."
+    srv.wait_output(
+        r"\[ERROR\] plugin/errors: 2 x\.bad\.example\. A: .*invalid name after rewrite: "
+        r"x\.\.broken\."
+    )
 
 
 def test_client_gets_its_question_back(srv: Server) -> None:
