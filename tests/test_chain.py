@@ -66,9 +66,9 @@ def test_plugin_twice_in_a_block_is_an_error(tmp_path: Path) -> None:
 
 
 def test_coredns_plugins_we_lack_are_named(tmp_path: Path) -> None:
-    code, err, conf = _validate(tmp_path, ".:1053 {\n    rewrite name a b\n    whoami\n}\n")
+    code, err, conf = _validate(tmp_path, ".:1053 {\n    clouddns a:b:c\n    whoami\n}\n")
     assert code == 1
-    assert f"{conf}:2 - plugin 'rewrite' is not supported by ClusterDNS" in err
+    assert f"{conf}:2 - plugin 'clouddns' is not supported by ClusterDNS" in err
 
 
 def test_zone_on_all_addresses_and_one_address_overlap(tmp_path: Path) -> None:

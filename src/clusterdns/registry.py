@@ -37,6 +37,7 @@ AVAILABLE: dict[str, str] = {
     "any": "any",
     "chaos": "chaos",
     "loadbalance": "loadbalance",
+    "rewrite": "rewrite",
     "hosts": "hosts",
     "whoami": "whoami",
     "forward": "forward",
