@@ -335,6 +335,20 @@ SETUP_ERRORS: list[tuple[str, str]] = [
 ]
 
 
+#: RE2 has these, Python's re has not (or not alike): refused, not misread.
+CLUSTERDNS_REFUSES: list[tuple[str, str]] = [
+    ("a(?i)b", "flags in the middle of a pattern are not supported by ClusterDNS"),
+    ("(?U)a+", "the ungreedy flag `U` is not supported by ClusterDNS"),
+    ("\\C", "`\\C` (Unicode classes, single bytes) is not supported by ClusterDNS"),
+    ("[[:^alpha:]]", "negated POSIX classes (`[:^alpha:]`) are not supported by ClusterDNS"),
+]
+
+
+def test_regexes_clusterdns_refuses(tmp_path: Path) -> None:
+    rules = [(f"rewrite name regex {p} x.example.", why) for p, why in CLUSTERDNS_REFUSES]
+    expect_errors(tmp_path, rules)
+
+
 RE2_REJECTS: list[tuple[str, str]] = [
     ("(?=a)b", "invalid or unsupported Perl syntax: `(?=`"),
     ("(?!a)b", "invalid or unsupported Perl syntax: `(?!`"),
@@ -406,6 +420,7 @@ def test_re2_syntax_python_lacks(tmp_path: Path) -> None:
     bind 127.0.0.1
     rewrite continue name regex ^(?<host>[[:alpha:]]+)-q\\.example\\.\\z {1}.example.
     rewrite continue name regex ^\\Qa.b\\E\\.example\\.$ target.example.
+    rewrite continue name regex (?i)^CI\\.EXAMPLE\\.$ target.example.
     rewrite name regex ^x{,2}\\.example\\.$ target.example.
     hosts {
         10.0.0.1 target.example.
@@ -423,6 +438,7 @@ def test_re2_syntax_python_lacks(tmp_path: Path) -> None:
                 Case("axb.example.", rcode=dns.rcode.SERVFAIL),  # \Q…\E: the dot is literal
                 Case("x{,2}.example.", answer=a("target.example.", "10.0.0.1")),
                 Case("xx.example.", rcode=dns.rcode.SERVFAIL),
+                Case("ci.example.", answer=a("target.example.", "10.0.0.1")),
             ],
         )
 

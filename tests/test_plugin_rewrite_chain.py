@@ -481,3 +481,35 @@ def test_cname_rewrite_through_forward_like_coredns(tmp_path: Path) -> None:
                 "app.example. 200 IN CNAME app.other.example.",
                 "app.other.example. 100 IN A 30.0.0.1",
             ]
+
+
+def test_edns0_upstream_sees_what_coredns_sends(tmp_path: Path) -> None:
+    """The options forward passes on, in order, as the reference's (ports left out: the
+    two servers listen on different ones)."""
+    ports = (0xFFE4, 0xFFE7)
+    seen: dict[bool, list[object]] = {}
+    (tmp_path / "ours").mkdir()
+    with Upstream(lambda q, proto: [answer(q, "10.7.0.1")]) as up:
+        corefile = EDNS_COREFILE.replace("UP", str(up.port))
+        with (
+            serve(corefile, tmp_path / "ours") as ours,
+            serve_coredns(corefile, tmp_path / "ref") as ref,
+        ):
+            for srv in (ours, ref):
+                got: list[object] = []
+                for edns in (True, False):
+                    opts = [
+                        dns.edns.ECSOption("192.0.2.0", 24),
+                        dns.edns.GenericOption(0xFFF0, b"x"),
+                        dns.edns.GenericOption(0xFFE9, b"old"),
+                    ]
+                    q = dns.message.make_query(
+                        "x.example.org.", "A", use_edns=0 if edns else False,
+                        options=opts if edns else None,
+                    )  # fmt: skip
+                    r = srv.send(q)
+                    m = up.messages[-1]
+                    sent = [(o.otype, o.to_wire()) for o in m.options if o.otype not in ports]
+                    got.append((m.payload, m.ednsflags, sent, r.payload, r.options))
+                seen[srv is ours] = got
+    assert seen[True] == seen[False]

@@ -42,6 +42,9 @@ class Rec:
     name: str
     ttl: int
     rd: dns.rdata.Rdata
+    #: The record set it came in (records of one set stay together, never merged with
+    #: another: a set cannot hold a record twice, and the response may).
+    group: int = 0
 
     def value(self) -> str:
         f = VALUE_FIELD.get(self.rd.rdtype)
@@ -212,7 +215,7 @@ class OptionRevert(ResponseRule):
 
 def view_of(resp: dns.message.Message) -> View:
     def recs(section: list[dns.rrset.RRset]) -> list[Rec]:
-        return [Rec(rrset.name.to_text(), rrset.ttl, rd) for rrset in section for rd in rrset]
+        return [Rec(s.name.to_text(), s.ttl, rd, id(s)) for s in section for rd in s]
 
     return View(
         rcode=int(resp.rcode()),
@@ -226,22 +229,23 @@ def view_of(resp: dns.message.Message) -> View:
 
 @dataclass(slots=True)
 class _Group:
-    key: tuple[str, int, int, int, int]
+    key: tuple[str, int, int, int, int, int]
     rds: list[dns.rdata.Rdata] = field(default_factory=list)
 
 
 def _rrsets(recs: list[Rec]) -> list[dns.rrset.RRset]:
-    """Consecutive records of one owner, type and TTL make one set (order kept)."""
+    """Consecutive records of one set that still share owner and TTL make one set (order
+    kept)."""
     groups: list[_Group] = []
     for r in recs:
-        key = (r.name, r.rd.rdclass, r.rd.rdtype, r.rd.covers(), r.ttl)
+        key = (r.name, r.rd.rdclass, r.rd.rdtype, r.rd.covers(), r.ttl, r.group)
         if groups and groups[-1].key == key:
             groups[-1].rds.append(r.rd)
         else:
             groups.append(_Group(key, [r.rd]))
     out: list[dns.rrset.RRset] = []
     for g in groups:
-        name, rdclass, rdtype, covers, ttl = g.key
+        name, rdclass, rdtype, covers, ttl, _ = g.key
         rrset = dns.rrset.RRset(
             dns.name.from_text(name),
             dns.rdataclass.RdataClass.make(rdclass),

@@ -270,6 +270,6 @@ class CnameResponse(ResponseRule):
                 if r.value() == frm:
                     r.set_value(to)
                     break
-        answer += [Rec(s.name.to_text(), s.ttl, rd) for s in up.answer for rd in s]
+        answer += [Rec(s.name.to_text(), s.ttl, rd, id(s)) for s in up.answer for rd in s]
         view.answer = answer
         view.tc = bool(up.flags & dns.flags.TC)
