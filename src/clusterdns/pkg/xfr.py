@@ -10,6 +10,7 @@ block's `Notifier` (the transfer plugin) the same way and call it when a zone ch
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -50,6 +51,27 @@ class Notifier(Protocol):
     async def notify(self, zone: str) -> None:
         """Send NOTIFY for `zone` to its secondaries (errors are logged, not raised)."""
         ...
+
+
+def parse_host_port(text: str, default_port: int = 53) -> tuple[str, int]:
+    """CoreDNS's parse.HostPort: an IP with an optional port, or ValueError."""
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        host = text[1:end] if end > 0 else text
+        rest = text[end + 1 :] if end > 0 else ""
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        if not p.isdigit():
+            raise ValueError(f"must specify an IP address: `{text}'")
+        port = int(p)
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        raise ValueError(f"must specify an IP address: `{host}'") from None
+    return host, port
 
 
 def full_transfer(records: list[dns.rrset.RRset], serial: int) -> list[dns.rrset.RRset]:

@@ -50,27 +50,6 @@ log = logging.getLogger("clusterdns")
 BATCH = 63000
 
 
-def host_port(text: str, default_port: int = 53) -> tuple[str, int]:
-    """CoreDNS's parse.HostPort: an IP with an optional port, or ValueError."""
-    host, port = text, default_port
-    if text.startswith("["):
-        end = text.find("]")
-        host = text[1:end] if end > 0 else text
-        rest = text[end + 1 :] if end > 0 else ""
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        if not p.isdigit():
-            raise ValueError(f"must specify an IP address: `{text}'")
-        port = int(p)
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        raise ValueError(f"must specify an IP address: `{host}'") from None
-    return host, port
-
-
 @dataclass(slots=True)
 class Xfr:
     zones: list[str]
@@ -143,7 +122,7 @@ class Transfer(Plugin):
                             x.to.append(None)
                             continue
                         try:
-                            x.to.append(host_port(host))
+                            x.to.append(xfr.parse_host_port(host))
                         except ValueError as e:
                             raise opt.error(f"plugin/transfer: {e}") from None
                 elif opt.name == "source":

@@ -171,9 +171,9 @@ class _Reader(dns.zonefile.Reader):
     def read(self) -> None:
         try:
             super().read()
-        except dns.exception.SyntaxError as e:
+        except dns.exception.DNSException as e:  # SyntaxError, CNAMEAndOtherData, ...
             file, line = self._tok.where()
-            text = str(e)
+            text = str(e) or type(e).__name__
             prefix = f"{file}:{line}: "
             detail = text[len(prefix) :] if text.startswith(prefix) else text
             if isinstance(self._tok, _LineTokenizer):
