@@ -74,6 +74,7 @@ def origin_for(pattern: re.Pattern[str], filename: str, template: str) -> str:
 
 class Auto(Plugin):
     name = "auto"
+    once = False
     replay = Replay.ALWAYS
 
     def __init__(
@@ -95,50 +96,51 @@ class Auto(Plugin):
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Auto:
-        d = directives[0]
-        origins = zones_from_args(d.args, default=ctx.zones)
+        origins: list[str] = []
         directory, template, reload = "", "{1}", DEFAULT_RELOAD
         pattern = re.compile(DEFAULT_RE)
-        for opt in d.children:
-            vals = opt.values
-            if opt.name == "directory":
-                if not vals or len(vals) == 2 or len(vals) > 3:
-                    raise opt.arg_error()
-                directory = vals[0]
-                root = ctx.extra.get("root")
-                if not os.path.isabs(directory) and isinstance(root, str) and root:
-                    directory = os.path.join(root, directory)
-                try:
-                    os.stat(directory)
-                except FileNotFoundError:
-                    ctx.warn(opt, f"plugin/auto: Directory does not exist: {directory}")
-                except OSError as e:
-                    raise opt.error(
-                        f"plugin/auto: Unable to access root path '{directory}': {e.strerror}"
-                    ) from None
-                if len(vals) == 3:
-                    if len(vals[1]) > MAX_REGEXP:
-                        raise opt.error("plugin/auto: regexp too large")
+        for d in directives:  # CoreDNS takes several lines; the last one's settings win
+            origins = zones_from_args(d.args, default=ctx.zones)
+            for opt in d.children:
+                vals = opt.values
+                if opt.name == "directory":
+                    if not vals or len(vals) == 2 or len(vals) > 3:
+                        raise opt.arg_error()
+                    directory = vals[0]
+                    root = ctx.extra.get("root")
+                    if not os.path.isabs(directory) and isinstance(root, str) and root:
+                        directory = os.path.join(root, directory)
                     try:
-                        pattern = re.compile(vals[1])
-                    except re.error as e:
-                        raise opt.error(f"plugin/auto: error parsing regexp: {e}") from None
-                    if pattern.groups == 0:
-                        raise opt.error("plugin/auto: Need at least one sub expression")
-                    template = vals[2]
-            elif opt.name == "reload":
-                if not vals:
-                    raise opt.error("plugin/auto: reload duration value is expected")
-                try:
-                    reload = parse_go_duration(vals[0])
-                except ValueError as e:
-                    raise opt.error(f"plugin/file: {e}") from None
-                if reload < 0:
-                    raise opt.error("plugin/file: invalid duration")
-            elif opt.name == "upstream":
-                pass  # removed from CoreDNS long ago; accepted and ignored as it does
-            else:
-                raise opt.error(f"plugin/auto: unknown property '{opt.name}'")
+                        os.stat(directory)
+                    except FileNotFoundError:
+                        ctx.warn(opt, f"plugin/auto: Directory does not exist: {directory}")
+                    except OSError as e:
+                        raise opt.error(
+                            f"plugin/auto: Unable to access root path '{directory}': {e.strerror}"
+                        ) from None
+                    if len(vals) == 3:
+                        if len(vals[1]) > MAX_REGEXP:
+                            raise opt.error("plugin/auto: regexp too large")
+                        try:
+                            pattern = re.compile(vals[1])
+                        except re.error as e:
+                            raise opt.error(f"plugin/auto: error parsing regexp: {e}") from None
+                        if pattern.groups == 0:
+                            raise opt.error("plugin/auto: Need at least one sub expression")
+                        template = vals[2]
+                elif opt.name == "reload":
+                    if not vals:
+                        raise opt.error("plugin/auto: reload duration value is expected")
+                    try:
+                        reload = parse_go_duration(vals[0])
+                    except ValueError as e:
+                        raise opt.error(f"plugin/file: {e}") from None
+                    if reload < 0:
+                        raise opt.error("plugin/file: invalid duration")
+                elif opt.name == "upstream":
+                    pass  # removed from CoreDNS long ago; accepted and ignored as it does
+                else:
+                    raise opt.error(f"plugin/auto: unknown property '{opt.name}'")
         return cls(origins, directory, pattern, template, reload)
 
     # ---- the directory walk ----------------------------------------------------------------

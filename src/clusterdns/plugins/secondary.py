@@ -127,18 +127,22 @@ class SecondaryPlugin(Plugin):
         """AXFR the zone from the first primary that gives it; raise if none did."""
         error: Exception | None = None
         for host, port in z.primaries:
+            addr = _addr(host, port)
             try:
                 rrsets = await asyncio.to_thread(_axfr, z.origin, host, port)
                 data = from_records(z.origin, rrsets)
-            except (dns.exception.DNSException, OSError, ZoneFileError, ValueError) as e:
-                log.error(
-                    "plugin/secondary: Failed to transfer `%s' from %s: %s", z.origin,
-                    _addr(host, port), e or type(e).__name__,
-                )  # fmt: skip
+            except OSError as e:  # the messages are CoreDNS's file package's
+                log.error("plugin/file: Failed to setup transfer `%s' with `\"%s\"': %s",
+                          z.origin, addr, e.strerror or e)  # fmt: skip
+                error = e
+                continue
+            except (dns.exception.DNSException, ZoneFileError, ValueError) as e:
+                log.error('plugin/file: Failed to transfer `%s\' from "%s": %s', z.origin, addr,
+                          str(e) or type(e).__name__)  # fmt: skip
                 error = e
                 continue
             z.set(data)
-            log.info("plugin/secondary: Transferred: %s from %s", z.origin, _addr(host, port))
+            log.info("plugin/file: Transferred: %s from %s", z.origin, addr)
             xfr.spawn_notify(self.notifier, [z.origin], self._tasks, self.name)
             return
         raise error or ValueError("no primaries")
@@ -176,8 +180,8 @@ class SecondaryPlugin(Plugin):
                 break
             except Exception as e:
                 log.warning(
-                    "plugin/secondary: All '%s' masters failed to transfer, retrying in %gs: %s",
-                    z.origin, delay, e,
+                    "plugin/secondary: All '%s' masters failed to transfer, retrying in %s: %s",
+                    z.origin, f"{delay * 1000:g}ms" if delay < 1 else f"{delay:g}s", e,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
