@@ -197,7 +197,7 @@ class SecondaryPlugin(Plugin):
             while not await self._check(z):
                 await asyncio.sleep(retry + random.uniform(0, 2))
                 if loop.time() - since >= expire:
-                    z.expired = True  # until a transfer succeeds, as in CoreDNS
+                    z.expire()  # until a transfer succeeds, as in CoreDNS
 
     async def _check(self, z: Secondary) -> bool:
         """One refresh: True if the zone is up to date now."""
@@ -250,7 +250,10 @@ def _addr(host: str, port: int) -> str:
 def _axfr(origin: str, host: str, port: int) -> list[dns.rrset.RRset]:
     """The zone's records by AXFR (blocking); dnspython checks the transfer's SOA framing."""
     out: list[dns.rrset.RRset] = []
-    for m in dns.query.xfr(host, origin, port=port, timeout=TIMEOUT, lifetime=TIMEOUT * 3):
+    xfr = dns.query.xfr(
+        host, origin, port=port, timeout=TIMEOUT, lifetime=TIMEOUT * 3, relativize=False
+    )
+    for m in xfr:
         out.extend(m.answer)
     return out
 

@@ -92,7 +92,11 @@ class ZoneData:
             self.soa = _lower_rdata(rrset, ("mname", "rname"))
             return
         if rdtype == _T.NS and rrset.name == self.origin:
-            self.ns = rrset
+            if self.ns is None:
+                self.ns = rrset
+            else:
+                for rd in rrset:
+                    self.ns.add(rd, rrset.ttl)
             return
         node = self.nodes.setdefault(rrset.name, {})
         old = node.get(rdtype)

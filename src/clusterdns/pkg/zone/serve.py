@@ -49,6 +49,12 @@ class ServedZone:
         self.expired = False
         fastpath.bump(self.slot)
 
+    def expire(self) -> None:
+        """A secondary past its SOA expire: SERVFAIL until the next transfer."""
+        if not self.expired:
+            self.expired = True
+            fastpath.bump(self.slot)
+
     def transfer(self, serial: int) -> list[dns.rrset.RRset]:
         data = self.data
         if data is None or data.soa is None:
