@@ -325,3 +325,48 @@ def test_include_and_origins_from_args(tmp_path: Path) -> None:
                  flags=AA),
             Case("www.example.net.", "A", dns.rcode.REFUSED),
         ])  # fmt: skip
+
+
+# ---- the shared custom-zone-file Corefile -------------------------------------------------------
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "corefiles"
+
+
+def test_shared_custom_zone_file_corefile(tmp_path: Path) -> None:
+    """../shared/corefiles/custom-zone-file.Corefile validates (k8s_external aside while it is
+    not available) and its zone block serves the zone file and its transfers."""
+    from clusterdns.registry import AVAILABLE
+    from tests.harness import run_cli
+    from tests.xfr_client import records, transfer
+
+    path = SHARED / "custom-zone-file.Corefile"
+    if not path.exists():
+        pytest.skip("../shared/corefiles is not there")
+    text = path.read_text()
+    if "k8s_external" not in AVAILABLE:
+        text = "\n".join(x for x in text.splitlines() if "k8s_external" not in x) + "\n"
+    conf = tmp_path / "custom-zone-file.Corefile"
+    conf.write_text(text)
+    env = {"SHARED_COREFILES": str(SHARED)}
+    r = run_cli("-conf", str(conf), "-validate", env=env)
+    assert r.returncode == 0, r.stderr
+    block = text[: text.index("\n}\n") + 3].replace("corp.example:53", "corp.example:@PORT@")
+    block = block.replace("    errors\n", "    errors\n    bind 127.0.0.1\n")
+    block = block.replace("{$SHARED_COREFILES}", str(SHARED))
+    with serve(block, tmp_path) as s:
+        check(s, [
+            Case("www.corp.example.", "A", answer=["www.corp.example. 300 IN A 10.20.1.10"],
+                 flags=AA),
+            Case("intranet.corp.example.", "AAAA", answer=[
+                "intranet.corp.example. 300 IN CNAME www.corp.example.",
+                "www.corp.example. 300 IN AAAA fd00:20::10"], flags=AA),
+            Case("x.apps.corp.example.", "A", answer=["x.apps.corp.example. 300 IN A 10.20.2.1"]),
+            Case("corp.example.", "MX", answer=["corp.example. 300 IN MX 10 mail.corp.example."],
+                 extra=["mail.corp.example. 300 IN A 10.20.1.25"]),
+            Case("_ldap._tcp.corp.example.", "SRV",
+                 answer=["_ldap._tcp.corp.example. 300 IN SRV 0 100 389 ldap.corp.example."],
+                 extra=["ldap.corp.example. 300 IN A 10.20.1.30"]),
+            Case("nope.corp.example.", "A", dns.rcode.NXDOMAIN),
+        ])  # fmt: skip
+        msgs = transfer(s.port, dns.message.make_query("corp.example.", "AXFR"))
+        assert len(records(msgs)) == 11 + 1  # the SOA closes the transfer again
