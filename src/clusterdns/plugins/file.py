@@ -38,7 +38,7 @@ import dns.rrset
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.corefile.keys import zones_from_args
-from clusterdns.durations import parse_go_duration
+from clusterdns.durations import format_go_duration, parse_go_duration
 from clusterdns.errors import PluginError
 from clusterdns.fallthrough import Fallthrough
 from clusterdns.pkg import upstream, xfr
@@ -129,7 +129,8 @@ class File(Plugin):
             d, text = open_error
             if reload == 0:
                 raise d.error(f"plugin/file: {text}")
-            ctx.warn(d, f'plugin/file: Failed to open "{text}": trying again in {reload:g}s')
+            again = format_go_duration(reload)
+            ctx.warn(d, f'plugin/file: Failed to open "{text}": trying again in {again}')
         return cls(zones, fall)
 
     async def start(self, rt: Runtime) -> None:

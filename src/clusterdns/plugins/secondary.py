@@ -38,6 +38,7 @@ import dns.rrset
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.corefile.keys import zones_from_args
+from clusterdns.durations import format_go_duration
 from clusterdns.fallthrough import Fallthrough
 from clusterdns.pkg import upstream, xfr
 from clusterdns.pkg.zone import ServedZone, respond
@@ -181,7 +182,7 @@ class SecondaryPlugin(Plugin):
             except Exception as e:
                 log.warning(
                     "plugin/secondary: All '%s' masters failed to transfer, retrying in %s: %s",
-                    z.origin, f"{delay * 1000:g}ms" if delay < 1 else f"{delay:g}s", e,
+                    z.origin, format_go_duration(delay), e,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

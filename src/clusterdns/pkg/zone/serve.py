@@ -81,8 +81,8 @@ class ServedZone:
             return False
         except OSError as e:
             log.error(
-                'plugin/%s: Failed to open zone "%s" in "%s": %s', plugin, self.origin,
-                self.file, e.strerror,
+                'plugin/%s: Failed to open zone "%s" in "%s": open %s: %s', plugin, self.origin,
+                self.file, self.file, (e.strerror or str(e)).lower(),
             )  # fmt: skip
             return False
         except ZoneFileError as e:
