@@ -178,3 +178,84 @@ def test_setup_accepts_coredns_forms(tmp_path: Path) -> None:
         "    to ::1\n    source 127.0.0.1\n  }\n",
     )  # fmt: skip
     assert code == 0, err
+
+
+# ---- kubernetes implements the Transferer protocol too ------------------------------------------
+
+MANIFESTS = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: demo}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec:
+  clusterIP: 10.96.0.50
+  clusterIPs: [10.96.0.50]
+  ports: [{name: http, protocol: TCP, port: 80}, {protocol: UDP, port: 53}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: head, namespace: demo}
+spec:
+  clusterIP: None
+  ports: [{name: http, protocol: TCP, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: head-1
+  namespace: demo
+  labels: {kubernetes.io/service-name: head}
+addressType: IPv4
+endpoints:
+- {addresses: [10.1.0.1], conditions: {ready: true}, hostname: h1}
+- {addresses: [10.1.0.2], conditions: {ready: true}}
+- {addresses: [10.1.0.3], conditions: {ready: false}}
+ports: [{name: http, protocol: TCP, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: demo}
+spec: {type: ExternalName, externalName: example.com}
+"""
+
+
+def test_kubernetes_zone_transfer(tmp_path: Path) -> None:
+    corefile = """
+.:@PORT@ {
+    bind 127.0.0.1
+    kubernetes cluster.local {
+        manifests cluster.yaml
+    }
+    transfer {
+        to *
+    }
+}
+"""
+    with serve(corefile, tmp_path, files={"cluster.yaml": MANIFESTS}) as s:
+        msgs = transfer(s.port, dns.message.make_query("cluster.local.", "AXFR"))
+        lines = [" ".join(x.split()) for x in records(msgs)]
+        soa = lines[0]
+        assert soa.startswith("cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.")
+        # The layout of CoreDNS's xfr.go: services by name, address records then SRVs.
+        body = [x for x in lines[1:-1] if " NS " not in x and not x.startswith("ns.dns.")]
+        assert body == [
+            "ext.demo.svc.cluster.local. 5 IN CNAME example.com.",
+            "head.demo.svc.cluster.local. 5 IN A 10.1.0.1",
+            "h1.head.demo.svc.cluster.local. 5 IN A 10.1.0.1",
+            "_http._tcp.head.demo.svc.cluster.local. 5 IN SRV 0 50 80 h1.head.demo.svc.cluster.local.",
+            "head.demo.svc.cluster.local. 5 IN A 10.1.0.2",
+            "10-1-0-2.head.demo.svc.cluster.local. 5 IN A 10.1.0.2",
+            "_http._tcp.head.demo.svc.cluster.local. 5 IN SRV 0 50 80 "
+            "10-1-0-2.head.demo.svc.cluster.local.",
+            "web.demo.svc.cluster.local. 5 IN A 10.96.0.50",
+            "web.demo.svc.cluster.local. 5 IN SRV 0 100 80 web.demo.svc.cluster.local.",
+            "_http._tcp.web.demo.svc.cluster.local. 5 IN SRV 0 100 80 web.demo.svc.cluster.local.",
+            "web.demo.svc.cluster.local. 5 IN SRV 0 100 53 web.demo.svc.cluster.local.",
+        ]  # fmt: skip
+        assert lines[-1] == soa
+        serial = int(soa.split()[6])
+        up_to_date = transfer(s.port, ixfr("cluster.local.", serial))
+        assert [" ".join(x.split()) for x in records(up_to_date)] == [soa]
