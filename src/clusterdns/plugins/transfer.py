@@ -14,10 +14,11 @@ NOTIFY is sent from.
 
 A transfer is answered over TCP only (REFUSED over UDP), to allowed clients only (REFUSED
 otherwise), from the first plugin of the block that gives the zone (clusterdns.pkg.xfr's
-Transferer protocol: kubernetes, file, auto, secondary). AXFR: the SOA, every record, the SOA again, in
-messages of up to ~63 kB. IXFR: just the SOA when the client's serial is current, else a full
-transfer. Queries of other types, and zones no `transfer` line covers, go to the next plugin.
-Answers depend on the client's address and the zone at the time: never kept by the fast path.
+Transferer protocol: kubernetes, file, auto, secondary). AXFR: the SOA, every record, the SOA
+again, in messages of up to ~63 kB. IXFR: just the SOA when the client's serial is current,
+else a full transfer. Queries of other types, and zones no `transfer` line covers, go to the
+next plugin. Answers depend on the client's address and the zone at the time: never kept by the
+fast path.
 """
 
 from __future__ import annotations
