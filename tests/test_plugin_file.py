@@ -309,13 +309,15 @@ def test_missing_file_is_a_warning_with_reload(tmp_path: Path) -> None:
 
 
 def test_include_and_origins_from_args(tmp_path: Path) -> None:
-    (tmp_path / "www.inc").write_text("www IN A 192.0.2.10\n")
+    # A relative $INCLUDE is taken from the including file's directory, as miekg/dns does.
+    (tmp_path / "zones").mkdir()
+    (tmp_path / "zones" / "www.inc").write_text("www IN A 192.0.2.10\n")
     zone = "$TTL 3600\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n$INCLUDE www.inc\n"
-    (tmp_path / "db.shared").write_text(zone)
+    (tmp_path / "zones" / "db.shared").write_text(zone)
     corefile = """
 .:@PORT@ {
     bind 127.0.0.1
-    file db.shared example.org example.com
+    file zones/db.shared example.org example.com
 }
 """
     with serve(corefile, tmp_path) as s:

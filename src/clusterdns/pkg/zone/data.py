@@ -148,6 +148,7 @@ class _LineTokenizer(dns.tokenizer.Tokenizer):
 
     start_line = 1
     _at_start = True
+    _include_next = False
 
     def get(self, want_leading: bool = False, want_comment: bool = False) -> dns.tokenizer.Token:
         tok = super().get(want_leading, want_comment)
@@ -156,6 +157,16 @@ class _LineTokenizer(dns.tokenizer.Tokenizer):
             self._at_start = False
         if tok.is_eol():
             self._at_start = True
+        if self._include_next and (tok.is_identifier() or tok.is_quoted_string()):
+            # miekg/dns takes a relative $INCLUDE from the including file's directory;
+            # dnspython from the working directory.
+            self._include_next = False
+            base = os.path.dirname(str(self.filename))
+            if not os.path.isabs(tok.value) and base:
+                path = os.path.join(base, tok.value)
+                tok = dns.tokenizer.Token(tok.ttype, path, tok.has_escape, tok.comment)
+        elif tok.is_identifier() and tok.value.upper() == "$INCLUDE":
+            self._include_next = True
         return tok
 
 
