@@ -46,6 +46,10 @@ AVAILABLE: dict[str, str] = {
     "cache": "cache",
     "autopath": "autopath",
     "kubernetes": "kubernetes",
+    "file": "file",
+    "auto": "auto",
+    "secondary": "secondary",
+    "transfer": "transfer",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

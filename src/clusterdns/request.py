@@ -48,6 +48,9 @@ class Request:
     #: the value, e.g. "kubernetes/client-namespace". None unless a `metadata` plugin covers
     #: the query's zone; readers (log's {/label}, template's .Meta) treat None as "no metadata".
     metadata: dict[str, Callable[[], str]] | None = None
+    #: Further messages to write after the response, on TCP only: a zone transfer's answer
+    #: spans several messages (CoreDNS's plugins may WriteMsg more than once).
+    more: list[dns.message.Message] | None = None
     _qname: str = ""
 
     def note(self, text: str) -> None:

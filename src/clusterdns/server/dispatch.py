@@ -26,7 +26,7 @@ from clusterdns.request import Request
 from clusterdns.server import fastpath
 from clusterdns.server.fastwire import EntryState, query_key
 from clusterdns.server.pacer import Pacer
-from clusterdns.server.wire import Rejected, finish, parse_query, render, udp_limit
+from clusterdns.server.wire import Rejected, finish, parse_query, render, stream, udp_limit
 
 log = logging.getLogger("clusterdns.server")
 
@@ -161,9 +161,17 @@ class Router:
         finish(resp, q)
         limit = udp_limit(q) if proto == "udp" else 65535
         wire = render(resp, limit)
+        size = len(wire)
+        if req.more is not None and proto == "tcp":
+            wires = [wire]
+            for m in req.more:
+                finish(m, q)
+                wires.append(render(m, limit))
+            wire = stream(wires)
+            size = sum(len(w) for w in wires)
         for fn in req.after_write:
             try:
-                fn(req, resp, len(wire))
+                fn(req, resp, size)
             except Exception:  # a recorder must never take the answer down
                 log.exception("after-write hook failed")
         if fast is None:

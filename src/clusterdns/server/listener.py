@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from clusterdns.config import ListenAddr
 from clusterdns.server.dispatch import Router
+from clusterdns.server.wire import Stream
 
 log = logging.getLogger("clusterdns.server")
 
@@ -150,6 +151,8 @@ class _Tcp(asyncio.Protocol):
                 self.transport.resume_reading()
         if wire is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.write(len(wire).to_bytes(2, "big") + wire)
+            for w in wire.rest if isinstance(wire, Stream) else ():  # a zone transfer
+                self.transport.write(len(w).to_bytes(2, "big") + w)
 
     def close(self) -> None:
         if self.transport is not None:

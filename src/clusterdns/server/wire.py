@@ -30,6 +30,19 @@ class Rejected(Exception):
         super().__init__(reason)
 
 
+class Stream(bytes):
+    """The wire of a response followed by more messages for the same TCP connection (a zone
+    transfer): the bytes are the first message's, `rest` the following ones'."""
+
+    rest: tuple[bytes, ...] = ()
+
+
+def stream(wires: list[bytes]) -> Stream:
+    s = Stream(wires[0])
+    s.rest = tuple(wires[1:])
+    return s
+
+
 def _header_reply(qid: int, flags: int, rcode: int) -> bytes:
     """A header-only reply: ID, opcode and RD copied, QR set, the given rcode."""
     opcode_bits = flags & 0x7800

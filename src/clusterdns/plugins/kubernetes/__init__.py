@@ -47,6 +47,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import dns.message
+import dns.rrset
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.plugin import Plugin, Replay, SetupContext
@@ -179,6 +180,12 @@ class Kubernetes(Plugin):
 
     async def serve(self, req: Request) -> dns.message.Message:
         return await self.resolver.serve(req)
+
+    def transfer(self, zone: str, serial: int) -> list[dns.rrset.RRset]:
+        """clusterdns.pkg.xfr.Transferer: the cluster zone for the *transfer* plugin."""
+        from clusterdns.plugins.kubernetes.xfr import transfer
+
+        return transfer(self.backend, self.settings.zones, zone, serial, self._serial())
 
 
 def local_ips(bind_hosts: list[str]) -> list[str]:

@@ -1,0 +1,120 @@
+"""The cluster zone as a zone transfer gives it (CoreDNS's Kubernetes.Transfer, xfr.go).
+
+For the *transfer* plugin (clusterdns.pkg.xfr.Transferer): the SOA, an NS record per name
+server and their addresses, then per exposed Service (sorted by name): ClusterIP services their
+A/AAAA and SRV records (one at the service name with weight 100 for every port, one per named
+port), headless services an A/AAAA at the service name and at the endpoint's name per ready
+address and an SRV per named port, ExternalName services their CNAME; the SOA again last. IXFR
+with the current serial gets the SOA alone. Any name under the plugin's zones is answered as if
+it were the zone, as CoreDNS does.
+"""
+
+from __future__ import annotations
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
+import dns.rdtypes.ANY.NS
+import dns.rdtypes.IN.SRV
+import dns.rrset
+
+from clusterdns.pkg.xfr import NotAuthoritative
+from clusterdns.plugins.kubernetes.answers import Answers, address
+from clusterdns.plugins.kubernetes.lookup import CNAME, Backend, endpoint_hostname, host_type
+from clusterdns.zones import longest_match
+
+_IN = dns.rdataclass.IN
+_T = dns.rdatatype
+
+
+def _rrset(owner: str, ttl: int, rd: dns.rdata.Rdata) -> dns.rrset.RRset:
+    return dns.rrset.from_rdata(dns.name.from_text(owner), ttl, rd)
+
+
+def _srv(owner: str, ttl: int, weight: int, port: int, target: str) -> dns.rrset.RRset:
+    t = dns.name.from_text(target) if target else dns.name.root
+    rd = dns.rdtypes.IN.SRV.SRV(_IN, _T.SRV, 0, weight, port, t)  # type: ignore[no-untyped-call]
+    return _rrset(owner, ttl, rd)
+
+
+def _address(owner: str, ttl: int, ip: str) -> dns.rrset.RRset | None:
+    kind, text = host_type(ip)
+    return None if kind == CNAME else _rrset(owner, ttl, address(text, kind))
+
+
+def srv_weight(n: int) -> int:
+    """CoreDNS's calcSRVWeight: 100 split over `n` records, at least 1."""
+    return max(1, int(100.0 / (100 * n) * 100)) if n > 0 else 1
+
+
+def transfer(backend: Backend, zones: list[str], zone: str, serial: int, soa_serial: int) -> list[
+    dns.rrset.RRset
+]:  # fmt: skip
+    if not longest_match(zones, zone):
+        raise NotAuthoritative(zone)
+    s, store = backend.s, backend.store
+    ttl = s.ttl
+    owner, soa_ttl, soa_rd = Answers(backend, _no_upstream).soa(
+        dns.name.from_text(zone), soa_serial
+    )
+    soa = dns.rrset.from_rdata(owner, soa_ttl, soa_rd)
+    if serial != 0 and soa_serial & 0xFFFFFFFF == serial:
+        return [soa]
+    out: list[dns.rrset.RRset] = [soa]
+    ns_addrs = backend.ns_addrs(zone)
+    hosts: list[str] = []
+    for host, _ in ns_addrs:
+        if host not in hosts:
+            hosts.append(host)
+            ns = dns.rdtypes.ANY.NS.NS(_IN, _T.NS, dns.name.from_text(host))  # type: ignore[no-untyped-call]
+            out.append(_rrset(zone, ttl, ns))
+    for host, ip in ns_addrs:
+        rr = _address(host, ttl, ip)
+        if rr is not None:
+            out.append(rr)
+    for svc in sorted(store.services.values(), key=lambda v: v.name):
+        if not backend.namespace_exposed(svc.namespace):
+            continue
+        base = f"{svc.name}.{svc.namespace}.svc.{zone}"
+        if svc.type in ("ClusterIP", "NodePort", "LoadBalancer") and svc.cluster_ips:
+            host = ""
+            for ip in svc.cluster_ips:
+                rr = _address(base, ttl, ip)
+                host = base if rr is not None else ""
+                if rr is not None:
+                    out.append(rr)
+            for p in svc.ports:
+                out.append(_srv(base, ttl, 100, p.port, host))
+                if p.name:
+                    named = f"_{p.name.lower()}._{p.protocol.lower()}.{base}"
+                    out.append(_srv(named, ttl, 100, p.port, host))
+            continue
+        if svc.type == "ExternalName":
+            if host_type(svc.external_name)[0] == CNAME:
+                target = dns.name.from_text(svc.external_name)
+                rd = dns.rdtypes.ANY.CNAME.CNAME(_IN, _T.CNAME, target)  # type: ignore[no-untyped-call]
+                out.append(_rrset(base, ttl, rd))
+            continue
+        for ep in store.service_endpoints(svc.namespace, svc.name):
+            ready = [a for a in ep.addresses if backend._ready(a, svc)]
+            weight = srv_weight(len(ready))
+            for a in ready:
+                rr = _address(base, ttl, a.ip)
+                if rr is not None:
+                    out.append(rr)
+                name = f"{endpoint_hostname(a, s.endpoint_pod_names)}.{base}"
+                rr = _address(name, ttl, a.ip)
+                if rr is not None:
+                    out.append(rr)
+                for p in ep.ports:
+                    if p.name:
+                        named = f"_{p.name.lower()}._{p.protocol.lower()}.{base}"
+                        out.append(_srv(named, ttl, weight, p.port, name if rr else ""))
+    out.append(soa)
+    return out
+
+
+async def _no_upstream(target: str, qtype: int) -> None:
+    return None
