@@ -14,7 +14,10 @@ Per kind (Services and EndpointSlices; Pods and Namespaces when the options ask 
 4. any other error or disconnect → reopen from the last resourceVersion after an exponential
    backoff with jitter (0.25 s doubling up to 30 s). Nothing is removed from the store while
    the API is away: the last-known state keeps being served, a warning says for how long
-   (at most every 10 s), and `clusterdns_kubernetes_staleness_seconds` grows.
+   (at most every 10 s), and `clusterdns_kubernetes_staleness_seconds` grows. While the API
+   is unreachable one probe request checks whether it is back, and the first request that
+   succeeds again wakes every stalled stream at once (recovery.py), so changes made during
+   an outage are served seconds after the API returns, not after each stream's backoff.
 
 `labels` goes to the API server as labelSelector for Services, EndpointSlices and Pods (CoreDNS
 does the same); Pods are listed with CoreDNS's field selector that leaves out finished pods.
@@ -55,6 +58,7 @@ from clusterdns.plugins.kubernetes.records import (
     to_pod,
     to_service,
 )
+from clusterdns.plugins.kubernetes.recovery import Recovery
 from clusterdns.plugins.kubernetes.source import ApiSettings, SourceOptions
 from clusterdns.plugins.kubernetes.store import Key, Store
 
@@ -98,6 +102,10 @@ class _Stream:
 class ApiSource:
     """Feeds a Store from the Kubernetes API (see the module docstring)."""
 
+    #: Each stream's backoff after a failure: base·2ⁿ up to cap (api_client.Backoff).
+    BACKOFF_BASE = 0.25
+    BACKOFF_CAP = 30.0
+
     def __init__(self, settings: ApiSettings, store: Store, options: SourceOptions) -> None:
         self.settings = settings
         self.store = store
@@ -108,6 +116,7 @@ class ApiSource:
         self._streams: list[_Stream] = []
         self._down_since: float | None = None
         self._last_warn = 0.0
+        self.recovery = Recovery(self._probe, self._contact)
 
     # ---- Source protocol ---------------------------------------------------------------------
 
@@ -128,6 +137,7 @@ class ApiSource:
 
     async def stop(self) -> None:
         api_metrics.untrack(self)
+        await self.recovery.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -156,9 +166,13 @@ class ApiSource:
         log.debug("plugin/kubernetes: %s synced: %d records", kind, len(records))
         await asyncio.gather(*(self._watch_loop(kind, s) for s in streams))
 
+    def _backoff(self) -> Backoff:
+        return Backoff(self.BACKOFF_BASE, self.BACKOFF_CAP)
+
     async def _list_until_done(self, kind: str, s: _Stream, first: bool = False) -> list[Record]:
-        backoff = Backoff()
+        backoff = self._backoff()
         expired = False
+        woken = False
         while True:
             try:
                 return await self._list(kind, s, first)
@@ -167,12 +181,12 @@ class ApiSource:
                 # second 410 in a row is no longer that, and backs off like any error.
                 if expired:
                     self._failed(kind, e)
-                    await asyncio.sleep(backoff.next())
+                    woken = await self.recovery.pause(backoff.next(), not woken)
                 expired = True
             except (ApiError, Unreachable) as e:
                 expired = False
                 self._failed(kind, e)
-                await asyncio.sleep(backoff.next())
+                woken = await self.recovery.pause(backoff.next(), not woken)
 
     async def _list(self, kind: str, s: _Stream, first: bool) -> list[Record]:
         """All pages of one stream's list; the first list of a kind feeds the latency SLI
@@ -213,12 +227,14 @@ class ApiSource:
         self.store.replace(kind, fresh)
 
     async def _watch_loop(self, kind: str, s: _Stream) -> None:
-        backoff = Backoff()
+        backoff = self._backoff()
+        woken = False
         while True:
             opened = time.monotonic()
             try:
                 delivered = await self._watch(kind, s)
                 self._stream_down(s)
+                woken = False
                 if delivered or time.monotonic() - opened > 1.0:
                     backoff.reset()
                 else:
@@ -232,10 +248,12 @@ class ApiSource:
                 )
                 fresh = await self._list_until_done(kind, s)
                 self._replace_stream(kind, s, fresh)
+                woken = False
             except (ApiError, Unreachable) as e:
                 self._stream_down(s)
                 self._failed(kind, e)
-                await asyncio.sleep(backoff.next())
+                # A stream woken early whose retry failed again sleeps its next delay in full.
+                woken = await self.recovery.pause(backoff.next(), not woken)
 
     async def _watch(self, kind: str, s: _Stream) -> int:
         """One watch request from s.rv until the server ends it; returns events handled."""
@@ -320,6 +338,9 @@ class ApiSource:
             s.live = False
             s.last_live = time.time()
 
+    async def _probe(self) -> bool:
+        return self._requester is not None and await self._requester.probe()
+
     def _contact(self) -> None:
         self.store.touch()
         if self._down_since is not None:
@@ -329,9 +350,11 @@ class ApiSource:
             )
             self._down_since = None
             self._last_warn = 0.0
+            self.recovery.back()  # every stalled stream retries now (recovery.py)
 
     def _failed(self, kind: str, err: Exception) -> None:
         now = time.monotonic()
+        self.recovery.failed(err)
         if self._down_since is None:
             self._down_since = now
         if now - self._last_warn < WARN_EVERY:
