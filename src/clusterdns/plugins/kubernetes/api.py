@@ -114,9 +114,13 @@ class ApiSource:
         self._requester: Requester | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: list[_Stream] = []
+        self._kinds_of_streams: list[tuple[str, _Stream]] = []
         self._down_since: float | None = None
         self._last_warn = 0.0
         self.recovery = Recovery(self._probe, self._contact)
+        #: First lists held back while the store serves a snapshot, to replace it in one step.
+        self._held: dict[str, list[Record]] = {}
+        self._swapped = asyncio.Event()
 
     # ---- Source protocol ---------------------------------------------------------------------
 
@@ -132,6 +136,7 @@ class ApiSource:
             streams = [_Stream(ns, now) for ns in self.options.namespaces] if namespaced else []
             streams = streams or [_Stream("", now)]
             self._streams.extend(streams)
+            self._kinds_of_streams.extend((kind, s) for s in streams)
             task = asyncio.get_running_loop().create_task(self._run_kind(kind, streams))
             self._tasks.append(task)
 
@@ -151,6 +156,24 @@ class ApiSource:
     def synced(self) -> bool:
         return all(k in self.store.synced for k in self.kinds)
 
+    @property
+    def host(self) -> str:
+        """The API server's host[:port] (known once started)."""
+        return self._requester.host if self._requester is not None else ""
+
+    def versions(self) -> dict[str, dict[str, str]]:
+        """Each kind's streams' resourceVersions (namespace, "" cluster-wide), for snapshots."""
+        out: dict[str, dict[str, str]] = {}
+        for kind, s in self._kinds_of_streams:
+            out.setdefault(kind, {})[s.namespace] = s.rv
+        return out
+
+    def restored_at(self, written: float) -> None:
+        """The store now serves a snapshot written at `written`: staleness counts from then."""
+        for s in self._streams:
+            if not s.live:
+                s.last_live = min(s.last_live, written)
+
     def staleness(self) -> float:
         """0 while every watch streams; else seconds since the oldest broken one was current."""
         broken = [s.last_live for s in self._streams if not s.live]
@@ -162,9 +185,28 @@ class ApiSource:
         records: list[Record] = []
         for s in streams:
             records.extend(await self._list_until_done(kind, s, first=True))
-        self.store.replace(kind, records)
+        await self._first_list(kind, records)
         log.debug("plugin/kubernetes: %s synced: %d records", kind, len(records))
         await asyncio.gather(*(self._watch_loop(kind, s) for s in streams))
+
+    async def _first_list(self, kind: str, records: list[Record]) -> None:
+        """Store a kind's first list. While the store serves a snapshot, the lists of its kinds
+        are held until all are in, then replace the snapshot's data in one synchronous step
+        (a query sees the snapshot or the fresh state, never a mix); their watches start
+        after that, so no event is applied to data the swap then overwrites."""
+        restored = self.store.restored
+        if kind not in restored:
+            self.store.replace(kind, records)
+            return
+        self._held[kind] = records
+        if not restored <= set(self._held):
+            await self._swapped.wait()
+            return
+        held, self._held = self._held, {}
+        for k, recs in held.items():
+            self.store.replace(k, recs)
+        log.info("plugin/kubernetes: fresh lists from the API replaced the snapshot's data")
+        self._swapped.set()
 
     def _backoff(self) -> Backoff:
         return Backoff(self.BACKOFF_BASE, self.BACKOFF_CAP)
