@@ -83,28 +83,18 @@ def _labels(labels: tuple[tuple[str, str], ...]) -> list[str]:
     return [x for kv in labels for x in kv]
 
 
-def _rows(kind: str, records: list[Record]) -> list[list[Any]]:
-    """Records as JSON arrays: their fields in order, nested records as arrays too."""
-    if kind == "Service":
-        return [
-            [r.name, r.namespace, r.type, list(r.cluster_ips), r.headless, r.external_name,
-             _ports(r.ports), r.publish_not_ready, _labels(r.labels), r.version]
-            for r in records if isinstance(r, Service)
-        ]  # fmt: skip
-    if kind == "Endpoints":
-        return [
-            [r.name, r.namespace, r.service,
-             [[a.ip, a.hostname, a.node_name, a.target, a.ready] for a in r.addresses],
-             _ports(r.ports), r.version]
-            for r in records if isinstance(r, Endpoints)
-        ]  # fmt: skip
-    if kind == "Pod":
-        return [
-            [r.name, r.namespace, list(r.ips), r.deleting, r.version]
-            for r in records
-            if isinstance(r, Pod)
-        ]
-    return [[r.name, _labels(r.labels), r.version] for r in records if isinstance(r, Namespace)]
+def _row(r: Record) -> list[Any]:
+    """A record as a JSON array: its fields in order, nested records as arrays too."""
+    if isinstance(r, Service):
+        return [r.name, r.namespace, r.type, list(r.cluster_ips), r.headless, r.external_name,
+                _ports(r.ports), r.publish_not_ready, _labels(r.labels), r.version]  # fmt: skip
+    if isinstance(r, Endpoints):
+        return [r.name, r.namespace, r.service,
+                [[a.ip, a.hostname, a.node_name, a.target, a.ready] for a in r.addresses],
+                _ports(r.ports), r.version]  # fmt: skip
+    if isinstance(r, Pod):
+        return [r.name, r.namespace, list(r.ips), r.deleting, r.version]
+    return [r.name, _labels(r.labels), r.version]
 
 
 def _pairs(flat: list[str]) -> tuple[tuple[str, str], ...]:
@@ -149,27 +139,70 @@ def _records(kind: str, rows: list[list[Any]]) -> list[Record]:
 # ---- encoding --------------------------------------------------------------------------------
 
 
+class Encoder:
+    """Encodes snapshots, remembering each record's JSON between writes.
+
+    Records are immutable and a store replaces, never mutates, them: a record object seen in
+    the previous write has the same JSON now. So a write re-encodes only the records that
+    changed since the last one; the rest is joining strings and compressing (zlib releases
+    the GIL). One Encoder is used by one thread at a time.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[Record, str]] = {}
+
+    def encode(
+        self,
+        tables: dict[str, list[Record]],
+        written: float,
+        identity: dict[str, Any],
+        versions: dict[str, dict[str, str]],
+    ) -> bytes:
+        """The whole file for `tables` (kind -> records). Meant to run in a thread."""
+        old, new = self._cache, {}
+        comp = zlib.compressobj(LEVEL)
+        parts: list[bytes] = []
+        raw = 0
+        for kind in KINDS:
+            records = tables.get(kind)
+            if records is None:
+                continue
+            for i in range(0, max(len(records), 1), CHUNK):
+                frags = []
+                for rec in records[i : i + CHUNK]:
+                    hit = old.get(id(rec))
+                    if hit is not None and hit[0] is rec:
+                        frag = hit[1]
+                    else:
+                        frag = json.dumps(_row(rec), separators=(",", ":"))
+                    new[id(rec)] = (rec, frag)
+                    frags.append(frag)
+                data = f'["{kind}",[{",".join(frags)}]]\n'.encode()
+                raw += len(data)
+                parts.append(comp.compress(data))
+        parts.append(comp.flush())
+        self._cache = new
+        return _file(b"".join(parts), raw, written, identity, tables, versions)
+
+
 def encode(
     tables: dict[str, list[Record]],
     written: float,
     identity: dict[str, Any],
     versions: dict[str, dict[str, str]],
 ) -> bytes:
-    """The whole file for `tables` (kind -> records). Meant to run in a thread."""
-    comp = zlib.compressobj(LEVEL)
-    parts: list[bytes] = []
-    raw = 0
-    for kind in KINDS:
-        records = tables.get(kind)
-        if records is None:
-            continue
-        for i in range(0, max(len(records), 1), CHUNK):
-            line = json.dumps([kind, _rows(kind, records[i : i + CHUNK])], separators=(",", ":"))
-            data = line.encode() + b"\n"
-            raw += len(data)
-            parts.append(comp.compress(data))
-    parts.append(comp.flush())
-    body = b"".join(parts)
+    """The whole file for `tables`, from scratch."""
+    return Encoder().encode(tables, written, identity, versions)
+
+
+def _file(
+    body: bytes,
+    raw: int,
+    written: float,
+    identity: dict[str, Any],
+    tables: dict[str, list[Record]],
+    versions: dict[str, dict[str, str]],
+) -> bytes:
     header = {
         "written": written,
         "generator": f"clusterdns/{__version__}",
