@@ -154,14 +154,14 @@ class SnapshotKeeper:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        if self._busy():  # a write is under way (or stuck): give it a moment, then leave it
-            deadline = time.monotonic() + FINAL_WAIT
-            while self._busy() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            return
+        deadline = time.monotonic() + FINAL_WAIT
+        while self._busy() and time.monotonic() < deadline:  # a write under way (or stuck)
+            await asyncio.sleep(0.05)
+        if self._busy():
+            return  # stuck: leave it (a daemon thread does not keep the process alive)
         if self._due():
             try:
-                await asyncio.wait_for(self._write(), FINAL_WAIT)
+                await asyncio.wait_for(self._write(), max(0.1, deadline - time.monotonic()))
             except TimeoutError:
                 log.warning(
                     "plugin/kubernetes: snapshot %s: last write still running after %.0fs, "
