@@ -285,6 +285,8 @@ def test_snapshot_option_errors(tmp_path: Path) -> None:
         tmp_path, head + "snapshot f {\nkeep 1h\n}\n}\n", 4, "unknown snapshot option 'keep'"
     )
     setup_error(tmp_path, head + f"snapshot {tmp_path}\n}}\n", 3, "is a directory")
+    code, err, _ = validate_block(tmp_path, head + "snapshot s 5s {\nmax_age 1h30m\n}\n}\n")
+    assert code == 0 and "snapshot" not in err, err
 
 
 def test_inspect_a_bad_file_says_why(tmp_path: Path) -> None:
