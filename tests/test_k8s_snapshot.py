@@ -86,8 +86,7 @@ def fill(api: ApiServer) -> None:
 def test_restart_with_the_api_down_serves_the_snapshot(
     server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
-    snap = tmp_path / "state" / "snapshot"
-    snap.parent.mkdir()
+    snap = tmp_path / "state" / "snapshot"  # the directory is created by the first write
     with ApiServer() as api:
         fill(api)
         conf = corefile(api.url, f"snapshot {snap} 200ms\nstartup_timeout 1s")

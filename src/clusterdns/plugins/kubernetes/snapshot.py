@@ -292,8 +292,9 @@ def temp_path(path: str) -> str:
 
 def write(path: str, data: bytes, opened: Callable[[], None] | None = None) -> None:
     """Replace `path` atomically: write a temporary file beside it, fsync, rename, fsync the
-    directory. A reader sees the old file or the new one, never a part."""
+    directory (created if missing). A reader sees the old file or the new one, never a part."""
     tmp = temp_path(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         if opened is not None:
