@@ -143,11 +143,15 @@ def test_deployment_as_the_issue_asks(default: dict[str, Obj]) -> None:
     assert psc["runAsNonRoot"] is True and psc["runAsUser"] != 0
     assert {"name": "net.ipv4.ip_unprivileged_port_start", "value": "53"} in psc["sysctls"]
     # The ConfigMap is mounted where CoreDNS's is.
-    (mount,) = c["volumeMounts"]
-    (vol,) = pod["volumes"]
+    mount, snap_mount = c["volumeMounts"]
+    vol, snap_vol = pod["volumes"]
     assert mount["mountPath"] == "/etc/coredns" and mount["name"] == vol["name"]
     assert vol["configMap"]["name"] == default["ConfigMap"]["metadata"]["name"]
     assert vol["configMap"]["items"] == [{"key": "Corefile", "path": "Corefile"}]
+    # The kubernetes plugin's snapshot goes to a writable emptyDir the Corefile names.
+    assert snap_vol == {"name": snap_mount["name"], "emptyDir": {}}
+    assert snap_mount["mountPath"] == "/var/lib/clusterdns" and "readOnly" not in snap_mount
+    assert "snapshot /var/lib/clusterdns/snapshot\n" in default["ConfigMap"]["data"]["Corefile"]
 
 
 def test_service_and_disruption_budget(default: dict[str, Obj]) -> None:

@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from clusterdns.query import main as query_main
 
         return query_main(rest[1:])
+    if rest and rest[0] == "snapshot":  # the kubernetes plugin's snapshot files
+        from clusterdns.plugins.kubernetes.snapshot_cli import main as snapshot_main
+
+        return snapshot_main(rest[1:])
     a = _args(argv)
     if a.version:
         print(f"{SERVER_NAME}-{__version__}")

@@ -33,7 +33,7 @@ import yaml
 from clusterdns import __version__
 from clusterdns import config as config_mod
 from clusterdns.corefile.parser import parse_corefile_text
-from clusterdns.deploy_objects import Options, objects
+from clusterdns.deploy_objects import SNAPSHOT_DIR, Options, objects
 from clusterdns.errors import ConfigError, ConfigErrors
 
 DEFAULT_IMAGE = f"clusterdns/clusterdns:{__version__}"
@@ -48,7 +48,8 @@ class DeployError(Exception):
 
 
 def default_corefile(domain: str, reverse: list[str]) -> str:
-    """kubeadm's Corefile: the cluster zone and reverse zones, forwarding everything else."""
+    """kubeadm's Corefile: the cluster zone and reverse zones, forwarding everything else;
+    plus ClusterDNS's `snapshot` in the emptyDir the Deployment mounts."""
     zones = " ".join([domain, *(reverse or ["in-addr.arpa", "ip6.arpa"])])
     return f""".:53 {{
     errors
@@ -60,6 +61,7 @@ def default_corefile(domain: str, reverse: list[str]) -> str:
        pods insecure
        fallthrough in-addr.arpa ip6.arpa
        ttl 30
+       snapshot {SNAPSHOT_DIR}/snapshot
     }}
     prometheus :9153
     forward . /etc/resolv.conf {{

@@ -14,6 +14,9 @@ IP kubelet's `clusterDNS` names, the Corefile mounted at /etc/coredns, /health o
 * replicas spread over nodes by *preferred* anti-affinity: a one-node cluster still runs them;
 * `dnsPolicy: Default`: the pods resolve through the node's resolv.conf, never through
   themselves (the loop the `loop` plugin reports);
+* an `emptyDir` at /var/lib/clusterdns holds the kubernetes plugin's `snapshot` file (the
+  default Corefile names it): a container restart finds it and serves it if the API is not
+  reachable then; docs/kubernetes.md has a hostPath variant that also survives the pod;
 * non-root (uid 65532, as the image's USER), read-only root filesystem, no privilege
   escalation, every capability dropped but NET_BIND_SERVICE, and the namespaced sysctl
   `net.ipv4.ip_unprivileged_port_start=53`, so port 53 binds on any container runtime.
@@ -27,6 +30,8 @@ from typing import Any
 NAME = "clusterdns"
 UID = 65532
 CONFIG_DIR = "/etc/coredns"
+#: Where the kubernetes plugin's snapshot lives (an emptyDir: writable, unlike the root).
+SNAPSHOT_DIR = "/var/lib/clusterdns"
 APP_LABELS = {"k8s-app": "kube-dns", "app.kubernetes.io/name": NAME}
 #: The core-group resources and endpointslices the kubernetes plugin may list and watch.
 CORE_RESOURCES = ["endpoints", "services", "pods", "namespaces"]
@@ -118,7 +123,10 @@ def container(o: Options) -> Obj:
             "requests": {"cpu": "100m", "memory": "70Mi"},
             "limits": {"memory": "170Mi"},
         },
-        "volumeMounts": [{"name": "config-volume", "mountPath": CONFIG_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": "config-volume", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "snapshot", "mountPath": SNAPSHOT_DIR},
+        ],
         "livenessProbe": _probe(
             "/health",
             8080,
@@ -172,7 +180,8 @@ def deployment(o: Options) -> Obj:
             {
                 "name": "config-volume",
                 "configMap": {"name": NAME, "items": [{"key": "Corefile", "path": "Corefile"}]},
-            }
+            },
+            {"name": "snapshot", "emptyDir": {}},
         ],
     }
     return {

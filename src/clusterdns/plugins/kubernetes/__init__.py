@@ -20,6 +20,9 @@ Syntax::
         apiserver_burst BURST
         apiserver_max_inflight MAX
         manifests PATH...
+        snapshot FILE [INTERVAL] {
+            max_age DURATION
+        }
     }
 
 ZONES default to the server block's; CIDRs stand for their reverse zones. Objects come from the
@@ -27,8 +30,11 @@ Kubernetes API (in-cluster, `endpoint`+`tls`, or `kubeconfig`), or — our own o
 YAML/JSON files and directories given to `manifests`, watched for changes. `ttl` is 0-3600
 (default 5). `startup_timeout` (default 5s) is how long starting the server waits for the first
 sync; until that sync is done, names that do not exist get SERVFAIL instead of NXDOMAIN.
-`upstream` is accepted and ignored (deprecated); `zonal` and `multicluster` are not supported
-yet. The records served, and where they differ from the specification, are in
+`snapshot` (ours) keeps the records in FILE, rewritten at most every INTERVAL (10s) after
+changes, and serves them when the API is not reachable within `startup_timeout` at start, if
+not older than `max_age` (24h) (snapshot_runtime.py; not used with `manifests`). `upstream`
+is accepted and ignored (deprecated); `zonal` and `multicluster` are not supported yet. The
+records served, and where they differ from the specification, are in
 docs/plugins/kubernetes.md.
 
 The NS records at the apex name this server's Service, found as CoreDNS finds it: the Service
@@ -44,7 +50,7 @@ import ipaddress
 import logging
 import socket
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dns.message
 import dns.rrset
@@ -62,6 +68,8 @@ from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
 
 if TYPE_CHECKING:
+    from clusterdns.plugins.kubernetes.api import ApiSource
+    from clusterdns.plugins.kubernetes.snapshot_runtime import SnapshotKeeper
     from clusterdns.runtime import Runtime
 
 log = logging.getLogger("clusterdns.plugins.kubernetes")
@@ -80,6 +88,7 @@ class Kubernetes(Plugin):
         self.search = search or []
         self.backend = Backend(settings)
         self.source: Source | None = None
+        self.keeper: SnapshotKeeper | None = None
         self.resolver = Handler(settings, self.backend, self._next, self._synced, self._serial)
 
     @classmethod
@@ -117,6 +126,7 @@ class Kubernetes(Plugin):
         self.resolver.slot = slot
         options = self.source_options()
         source: Source
+        keeper: SnapshotKeeper | None = None
         if s.manifests:
             from clusterdns.plugins.kubernetes.manifests import ManifestSource
 
@@ -124,13 +134,34 @@ class Kubernetes(Plugin):
         else:
             from clusterdns.plugins.kubernetes.api import ApiSource
 
-            source = ApiSource(s.api, store, options)
+            source = api_source = ApiSource(s.api, store, options)
         self.backend.store = store
         self.backend.local_ips = local_ips(s.bind_hosts)
         self.resolver.runtime = rt
         await source.start()
         self.source = source
+        if s.snapshot is not None and not s.manifests:
+            from clusterdns.plugins.kubernetes.snapshot_runtime import SnapshotKeeper
+
+            identity = self._identity(api_source)
+            keeper = SnapshotKeeper(s.snapshot, store, api_source, identity)
         await self._wait_synced(source, s.startup_timeout)
+        if keeper is not None:
+            if not source.synced():
+                await keeper.restore(s.startup_timeout)
+            keeper.start()
+            self.keeper = keeper
+
+    def _identity(self, source: ApiSource) -> dict[str, Any]:
+        """What the stored records depend on: a snapshot written for other values is foreign."""
+        s, options = self.settings, self.source_options()
+        return {
+            "zones": list(s.zones),
+            "kinds": sorted(options.kinds),
+            "labels": options.label_selector,
+            "namespaces": list(options.namespaces),
+            "api": source.host,
+        }
 
     async def _wait_synced(self, source: Source, timeout: float) -> None:
         """CoreDNS's onStart: poll every 100ms, say so every 500ms, give up after `timeout`."""
@@ -148,6 +179,9 @@ class Kubernetes(Plugin):
             await asyncio.sleep(min(0.1, max(0.0, start + timeout - now)))
 
     async def stop(self) -> None:
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            await keeper.stop()
         source, self.source = self.source, None
         self.resolver.runtime = None
         if source is not None:

@@ -14,7 +14,10 @@ Per kind (Services and EndpointSlices; Pods and Namespaces when the options ask 
 4. any other error or disconnect → reopen from the last resourceVersion after an exponential
    backoff with jitter (0.25 s doubling up to 30 s). Nothing is removed from the store while
    the API is away: the last-known state keeps being served, a warning says for how long
-   (at most every 10 s), and `clusterdns_kubernetes_staleness_seconds` grows.
+   (at most every 10 s), and `clusterdns_kubernetes_staleness_seconds` grows. While the API
+   is unreachable one probe request checks whether it is back, and the first request that
+   succeeds again wakes every stalled stream at once (recovery.py), so changes made during
+   an outage are served seconds after the API returns, not after each stream's backoff.
 
 `labels` goes to the API server as labelSelector for Services, EndpointSlices and Pods (CoreDNS
 does the same); Pods are listed with CoreDNS's field selector that leaves out finished pods.
@@ -55,6 +58,7 @@ from clusterdns.plugins.kubernetes.records import (
     to_pod,
     to_service,
 )
+from clusterdns.plugins.kubernetes.recovery import Recovery
 from clusterdns.plugins.kubernetes.source import ApiSettings, SourceOptions
 from clusterdns.plugins.kubernetes.store import Key, Store
 
@@ -98,6 +102,10 @@ class _Stream:
 class ApiSource:
     """Feeds a Store from the Kubernetes API (see the module docstring)."""
 
+    #: Each stream's backoff after a failure: base·2ⁿ up to cap (api_client.Backoff).
+    BACKOFF_BASE = 0.25
+    BACKOFF_CAP = 30.0
+
     def __init__(self, settings: ApiSettings, store: Store, options: SourceOptions) -> None:
         self.settings = settings
         self.store = store
@@ -106,8 +114,13 @@ class ApiSource:
         self._requester: Requester | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: list[_Stream] = []
+        self._kinds_of_streams: list[tuple[str, _Stream]] = []
         self._down_since: float | None = None
         self._last_warn = 0.0
+        self.recovery = Recovery(self._probe, self._contact)
+        #: First lists held back while the store serves a snapshot, to replace it in one step.
+        self._held: dict[str, list[Record]] = {}
+        self._swapped = asyncio.Event()
 
     # ---- Source protocol ---------------------------------------------------------------------
 
@@ -123,11 +136,13 @@ class ApiSource:
             streams = [_Stream(ns, now) for ns in self.options.namespaces] if namespaced else []
             streams = streams or [_Stream("", now)]
             self._streams.extend(streams)
+            self._kinds_of_streams.extend((kind, s) for s in streams)
             task = asyncio.get_running_loop().create_task(self._run_kind(kind, streams))
             self._tasks.append(task)
 
     async def stop(self) -> None:
         api_metrics.untrack(self)
+        await self.recovery.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -141,6 +156,24 @@ class ApiSource:
     def synced(self) -> bool:
         return all(k in self.store.synced for k in self.kinds)
 
+    @property
+    def host(self) -> str:
+        """The API server's host[:port] (known once started)."""
+        return self._requester.host if self._requester is not None else ""
+
+    def versions(self) -> dict[str, dict[str, str]]:
+        """Each kind's streams' resourceVersions (namespace, "" cluster-wide), for snapshots."""
+        out: dict[str, dict[str, str]] = {}
+        for kind, s in self._kinds_of_streams:
+            out.setdefault(kind, {})[s.namespace] = s.rv
+        return out
+
+    def restored_at(self, written: float) -> None:
+        """The store now serves a snapshot written at `written`: staleness counts from then."""
+        for s in self._streams:
+            if not s.live:
+                s.last_live = min(s.last_live, written)
+
     def staleness(self) -> float:
         """0 while every watch streams; else seconds since the oldest broken one was current."""
         broken = [s.last_live for s in self._streams if not s.live]
@@ -152,13 +185,36 @@ class ApiSource:
         records: list[Record] = []
         for s in streams:
             records.extend(await self._list_until_done(kind, s, first=True))
-        self.store.replace(kind, records)
+        await self._first_list(kind, records)
         log.debug("plugin/kubernetes: %s synced: %d records", kind, len(records))
         await asyncio.gather(*(self._watch_loop(kind, s) for s in streams))
 
+    async def _first_list(self, kind: str, records: list[Record]) -> None:
+        """Store a kind's first list. While the store serves a snapshot, the lists of its kinds
+        are held until all are in, then replace the snapshot's data in one synchronous step
+        (a query sees the snapshot or the fresh state, never a mix); their watches start
+        after that, so no event is applied to data the swap then overwrites."""
+        restored = self.store.restored
+        if kind not in restored:
+            self.store.replace(kind, records)
+            return
+        self._held[kind] = records
+        if not restored <= set(self._held):
+            await self._swapped.wait()
+            return
+        held, self._held = self._held, {}
+        for k, recs in held.items():
+            self.store.replace(k, recs)
+        log.info("plugin/kubernetes: fresh lists from the API replaced the snapshot's data")
+        self._swapped.set()
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.BACKOFF_BASE, self.BACKOFF_CAP)
+
     async def _list_until_done(self, kind: str, s: _Stream, first: bool = False) -> list[Record]:
-        backoff = Backoff()
+        backoff = self._backoff()
         expired = False
+        woken = False
         while True:
             try:
                 return await self._list(kind, s, first)
@@ -167,12 +223,12 @@ class ApiSource:
                 # second 410 in a row is no longer that, and backs off like any error.
                 if expired:
                     self._failed(kind, e)
-                    await asyncio.sleep(backoff.next())
+                    woken = await self.recovery.pause(backoff.next(), not woken)
                 expired = True
             except (ApiError, Unreachable) as e:
                 expired = False
                 self._failed(kind, e)
-                await asyncio.sleep(backoff.next())
+                woken = await self.recovery.pause(backoff.next(), not woken)
 
     async def _list(self, kind: str, s: _Stream, first: bool) -> list[Record]:
         """All pages of one stream's list; the first list of a kind feeds the latency SLI
@@ -213,12 +269,14 @@ class ApiSource:
         self.store.replace(kind, fresh)
 
     async def _watch_loop(self, kind: str, s: _Stream) -> None:
-        backoff = Backoff()
+        backoff = self._backoff()
+        woken = False
         while True:
             opened = time.monotonic()
             try:
                 delivered = await self._watch(kind, s)
                 self._stream_down(s)
+                woken = False
                 if delivered or time.monotonic() - opened > 1.0:
                     backoff.reset()
                 else:
@@ -232,10 +290,12 @@ class ApiSource:
                 )
                 fresh = await self._list_until_done(kind, s)
                 self._replace_stream(kind, s, fresh)
+                woken = False
             except (ApiError, Unreachable) as e:
                 self._stream_down(s)
                 self._failed(kind, e)
-                await asyncio.sleep(backoff.next())
+                # A stream woken early whose retry failed again sleeps its next delay in full.
+                woken = await self.recovery.pause(backoff.next(), not woken)
 
     async def _watch(self, kind: str, s: _Stream) -> int:
         """One watch request from s.rv until the server ends it; returns events handled."""
@@ -320,6 +380,9 @@ class ApiSource:
             s.live = False
             s.last_live = time.time()
 
+    async def _probe(self) -> bool:
+        return self._requester is not None and await self._requester.probe()
+
     def _contact(self) -> None:
         self.store.touch()
         if self._down_since is not None:
@@ -329,9 +392,11 @@ class ApiSource:
             )
             self._down_since = None
             self._last_warn = 0.0
+            self.recovery.back()  # every stalled stream retries now (recovery.py)
 
     def _failed(self, kind: str, err: Exception) -> None:
         now = time.monotonic()
+        self.recovery.failed(err)
         if self._down_since is None:
             self._down_since = now
         if now - self._last_warn < WARN_EVERY:

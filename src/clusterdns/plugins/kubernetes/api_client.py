@@ -46,6 +46,7 @@ LIST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, so
 WATCH_TIMEOUT = aiohttp.ClientTimeout(
     total=None, connect=10, sock_connect=10, sock_read=WATCH_IDLE_TIMEOUT
 )
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 #: Seconds from the end of a list to the heap trim (by then its pages are converted and freed).
 TRIM_DELAY = 1.0
@@ -225,6 +226,22 @@ class Requester:
         if isinstance(page, dict) and not (page.get("metadata") or {}).get("continue"):
             self._list_done()
         return page
+
+    async def probe(self) -> bool:
+        """One cheap request, the core API's resource list (`GET /api/v1`, which every
+        authenticated client may read): True if the API answered 200 (recovery.py)."""
+        await self._throttle()
+        try:
+            resp: aiohttp.ClientResponse = await self.core.get_api_resources(  # type: ignore[assignment]
+                _preload_content=False, _request_timeout=PROBE_TIMEOUT
+            )
+            await resp.read()
+        except NETWORK_ERRORS:
+            REQUESTS.labels("<error>", "GET", self.host).inc()
+            return False
+        resp.release()
+        REQUESTS.labels(str(resp.status), "GET", self.host).inc()
+        return int(resp.status) == 200
 
     @asynccontextmanager
     async def watch(

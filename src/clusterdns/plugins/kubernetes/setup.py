@@ -21,6 +21,7 @@ from clusterdns.durations import parse_go_duration
 from clusterdns.fallthrough import Fallthrough
 from clusterdns.plugin import SetupContext, unknown_option
 from clusterdns.plugins.kubernetes.selector import Selector, parse_selector
+from clusterdns.plugins.kubernetes.snapshot_config import SnapshotSettings, parse_snapshot
 from clusterdns.plugins.kubernetes.source import ApiSettings
 
 POD_MODES = ("disabled", "verified", "insecure")
@@ -49,6 +50,7 @@ class Settings:
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     manifests: list[str] = field(default_factory=list)
     bind_hosts: list[str] = field(default_factory=list)
+    snapshot: SnapshotSettings | None = None  # `snapshot` option (snapshot_config.py)
 
 
 def is_reverse(name: str) -> bool:
@@ -138,7 +140,7 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
     for opt in d.children:
         name = opt.name
         seen[name] = opt
-        if name != "fallthrough":
+        if name not in ("fallthrough", "snapshot"):
             _no_block(opt)
         if name == "endpoint_pod_names":
             _count(opt, 0, 0)
@@ -219,6 +221,8 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
                 if not os.path.exists(path):
                     ctx.warn(opt, f"kubernetes: manifests path does not exist (yet): {path}")
                 s.manifests.append(path)
+        elif name == "snapshot":
+            s.snapshot = parse_snapshot(opt, base)
         elif name == "upstream":
             ctx.warn(
                 opt,
@@ -236,4 +240,10 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
         api = [o for n, o in seen.items() if n in (*_API_OPTIONS, "apiserver_max_inflight")]
         for o in api:
             ctx.warn(o, f"kubernetes: '{o.name}' is ignored: objects come from 'manifests'")
+        if "snapshot" in seen:
+            ctx.warn(
+                seen["snapshot"],
+                "kubernetes: 'snapshot' is ignored with 'manifests': the files are the "
+                "last-known state already",
+            )
     return s

@@ -48,6 +48,8 @@ class Store:
     pods_by_ip: dict[str, list[Pod]] = field(default_factory=lambda: defaultdict(list))
     #: Kinds that had their first full list; the plugin is ready when all it needs are in.
     synced: set[str] = field(default_factory=set)
+    #: Kinds whose records came from a snapshot file and no fresh list has replaced yet.
+    restored: set[str] = field(default_factory=set)
     #: Bumped on every change, so answer caches can tell they are stale.
     generation: int = 0
     #: time.time() of the last successful contact with the source (list, event or bookmark).
@@ -78,7 +80,15 @@ class Store:
         for rec in records:
             self._add(rec)
         self.synced.add(kind)
+        self.restored.discard(kind)
         self._changed()
+
+    def restore(self, tables: dict[str, list[Record]]) -> None:
+        """Fill kinds from a snapshot (snapshot_runtime.py), all in one step; they count as
+        synced — the last-known state, as after an outage — until a fresh list replaces them."""
+        for kind, records in tables.items():
+            self.replace(kind, records)
+        self.restored |= set(tables)
 
     def touch(self) -> None:
         self.last_contact = time.time()
