@@ -45,6 +45,7 @@ AVAILABLE: dict[str, str] = {
     "cache": "cache",
     "autopath": "autopath",
     "kubernetes": "kubernetes",
+    "template": "template",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

@@ -1,0 +1,1 @@
+"""Code shared by plugins (a plugin never imports another plugin)."""
