@@ -232,9 +232,7 @@ class TemplatePlugin(Plugin):
             text = tmpl.execute(data)
         except ExecError as e:
             m.TEMPLATE_FAILURES.labels(*labels).inc()
-            raise PluginError(
-                self.name, f'template: {section}: executing "{section}": {e}'
-            ) from None
+            raise PluginError(self.name, str(e)) from None
         try:
             return parse_rr(text)
         except RRError as e:

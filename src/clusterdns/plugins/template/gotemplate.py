@@ -133,7 +133,14 @@ class Template:
     def execute(self, data: Data) -> str:
         out: list[str] = []
         for part in self.parts:
-            out.append(part if isinstance(part, str) else go_print(_Exec(data).pipe(part)))
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            try:
+                out.append(go_print(_Exec(data).pipe(part)))
+            except ExecError as e:
+                name = self.name
+                raise ExecError(f'template: {name}: executing "{name}" at <{part}>: {e}') from None
         return "".join(out)
 
 
