@@ -224,6 +224,9 @@ REGEX_OK = [
     (r"^(?:[^.]+\.){4,}internal\.cloudapp\.net\.$", None, "a.b.c.d.internal.cloudapp.net.",
      "a.b.c.internal.cloudapp.net."),
     (r"\d\w\s\b", None, "1a b", "x"),
+    # Go repeats empty-width assertions; Go's (?) does nothing
+    (r"^*x$?", r"(?:^)*x(?:$)?", "x", "y"),
+    (r"(?)x(?-s)y", r"x(?-s:y)", "xy", "x"),
 ]  # fmt: skip
 
 
@@ -247,9 +250,9 @@ REGEX_ERRORS = [
     (r"a++", "invalid nested repetition operator: `++`"),
     (r"a*+", "invalid nested repetition operator: `*+`"),
     (r"a?+", "invalid nested repetition operator"),
-    (r"a{2}+", "invalid nested repetition operator"),
+    (r"a{2}+", "invalid nested repetition operator: `{2}+`"),
     (r"a**", "invalid nested repetition operator: `**`"),
-    (r"a*??", "invalid nested repetition operator"),
+    (r"a*??", "invalid nested repetition operator: `*??`"),
     (r"a{1001}", "invalid repeat count: `{1001}`"),
     (r"a{3,2}", "invalid repeat count: `{3,2}`"),
     (r"*a", "missing argument to repetition operator: `*`"),
@@ -260,7 +263,8 @@ REGEX_ERRORS = [
     (r"[[:foo:]]", "invalid character class range: `[:foo:]`"),
     (r"x\Z", "invalid escape sequence: `\\Z`"),
     (r"\8", "invalid escape sequence: `\\8`"),
-    (r"(?#c)", "invalid or unsupported Perl syntax: `(?#c)`"),
+    (r"(?#c)", "invalid or unsupported Perl syntax: `(?#`"),
+    (r"(?i-)x", "invalid or unsupported Perl syntax: `(?i-)`"),
     (r"(?(1)a|b)", "invalid or unsupported Perl syntax"),
     ("x\\", "trailing backslash at end of expression"),
     (r"\pL", "the Unicode class \\p… in a regex is not supported by ClusterDNS"),

@@ -500,3 +500,92 @@ def test_other_classes_are_refused_as_by_coredns(srv: Server, tmp_path: Path) ->
     with serve_coredns(REFERENCE, tmp_path) as ref:
         q = dns.message.make_query("foo.invalid.", "TXT", "CH")
         assert ask(ref, q, "udp") == ask(srv, q, "udp")
+
+
+#: Template forms rendered by both servers (into TXT) and reported by both (in the `template`
+#: label of the failure counters, which is Go's String() of the parsed template): the A
+#: templates fail, as records (`$BAD`) or, for f4.test (parseInt of an empty group), as Go.
+FORMS = [
+    "{{ .Name }}",
+    "x {{- .Type -}}  y",
+    "{{-3}} {{ 0x10 }} {{ 1_000 }}",
+    '{{ index .Match 0 }} {{ index .Group \\"0\\" }} {{ .Group.nope }}',
+    '{{ parseInt \\"ff\\" 16 8 }} {{ 8 | parseInt \\"0x1F\\" 0 }} {{ parseInt (index .Match 1) 36 0 }}',
+    "{{ (index .Match 0) }} {{ index .Name 0 }}",
+    "{{ .Question.Name }} {{ .Question.Qtype }} {{ .Question.Qclass }}",
+    "{{ .Message.Id }} {{ .Message.RecursionDesired }} {{ .Message.Opcode }}",
+    "{{/* c */}}a{{- /* d */ -}}  b",
+    "{{ `raw` }} {{ .Match }} {{ .Group }}",
+    '{{ \\"k\\" | .Meta }}|{{ .Meta \\"k\\" }}',
+]
+
+
+def forms_corefile() -> str:
+    blocks = []
+    for i, form in enumerate(FORMS):
+        blocks.append(
+            f"    template IN TXT f{i}.test {{\n"
+            f'        match "^(x)?[.]?f{i}[.]test[.]$"\n'
+            f'        answer "{{{{ .Name }}}} 0 IN TXT \\"{form}\\""\n    }}\n'
+            f"    template IN A f{i}.test {{\n"
+            f'        answer "$BAD {form}"\n    }}\n'
+        )
+    return (
+        ".:@PORT@ {\n    bind 127.0.0.1\n    prometheus 127.0.0.1:@P1@\n" + "".join(blocks) + "}\n"
+    )
+
+
+def labels(s: Server) -> set[str]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: set[str] = set()
+    for family in text_string_to_metric_families(s.metrics()):
+        for sample in family.samples:
+            if sample.name.endswith("failures_total") and "template" in sample.labels:
+                out.add(f"{sample.name}: {sample.labels['template']}")
+    return out
+
+
+def test_template_forms_as_coredns(tmp_path: Path) -> None:
+    corefile = forms_corefile()
+    (tmp_path / "ours").mkdir()
+    with (
+        serve(corefile, tmp_path / "ours") as ours,
+        serve_coredns(corefile, tmp_path / "ref") as ref,
+    ):
+        for i in range(len(FORMS)):
+            for name in (f"x.f{i}.test.", f"X.F{i}.test."):
+                q = dns.message.make_query(name, "TXT", use_edns=False)
+                q.id = 77
+                assert ask(ours, q, "udp") == ask(ref, q, "udp"), FORMS[i]
+            q = dns.message.make_query(f"f{i}.test.", "A")
+            assert ask(ours, q, "udp") == ask(ref, q, "udp"), FORMS[i]
+        assert labels(ours) == labels(ref)
+        assert len(labels(ours)) == len(FORMS)
+
+
+#: Patterns Go's regexp rejects; ClusterDNS must reject them too, with Go's words (the
+#: look-arounds and friends with its own, clearer ones).
+GO_REJECTS = [r"x\Z", "a++", "a*??", "a{2}{3}", r"(a)\1", "(?#c)", "(?i-)x", "a{1001}",
+              "[[:foo:]]", "[z-a]", r"\C", "(", "*a"]  # fmt: skip
+PERL_ONLY = ["(?=x)", "(?!x)", "(?<=x)", "(?<!x)", "(?>a)", "(?P<n>a)(?P=n)", r"\k<n>"]
+
+
+@pytest.mark.parametrize("pattern", GO_REJECTS + PERL_ONLY)
+def test_regexes_coredns_rejects_are_rejected(pattern: str, tmp_path: Path) -> None:
+    import re
+    import subprocess
+
+    from tests.coredns_ref import require
+    from tests.harness import free_port
+
+    conf = tmp_path / "Corefile"
+    conf.write_text(f'.:{free_port()} {{\n template IN A x {{\n  match "{pattern}"\n }}\n}}\n')
+    r = subprocess.run([str(require()), "-conf", str(conf)], capture_output=True, text=True,
+                       timeout=20)  # fmt: skip
+    found = re.search(r"could not parse regex: .*", r.stdout + r.stderr)
+    assert r.returncode == 1 and found, r.stdout + r.stderr
+    line, ours = config_error(f' template IN A x {{\n  match "{pattern}"\n }}\n')
+    assert line == 3
+    if pattern in GO_REJECTS:
+        assert found.group(0) in ours

@@ -29,6 +29,7 @@ _POSIX = {
 }  # fmt: skip
 _REPEAT = re.compile(r"\{(\d+)(,(\d*))?\}")
 _FLAGS = re.compile(r"\(\?([imsU]*)(?:-([imsU]*))?([:)])")
+_ASSERTIONS = frozenset({"^", "$", r"\A", r"\Z", r"\b", r"\B"})
 _NAME = re.compile(r"\(\?P?<([A-Za-z0-9_]+)>")
 
 
@@ -152,13 +153,15 @@ def translate(pat: str) -> str:
     i, n = 0, len(pat)
     operand = False  # is there something a repetition could apply to?
     repeated = False  # was the last thing a repetition?
+    last_repeat = 0  # where it started
     while i < n:
         c = pat[i]
         if c in "*+?" or (c == "{" and _REPEAT.match(pat, i)):
             m = _REPEAT.match(pat, i) if c == "{" else None
             end = m.end() if m else i + 1
             if repeated:
-                raise _go("invalid nested repetition operator", pat[i - 1 : end])
+                lazy = end + pat.startswith("?", end)
+                raise _go("invalid nested repetition operator", pat[last_repeat:lazy])
             if not operand:
                 raise _go("missing argument to repetition operator", pat[i:end])
             if m:
@@ -166,8 +169,10 @@ def translate(pat: str) -> str:
                 top = low if m.group(2) is None else (int(high) if high else -1)
                 if low > MAX_REPEAT or top > MAX_REPEAT or (top >= 0 and top < low):
                     raise _go("invalid repeat count", m.group(0))
+            if out[-1] in _ASSERTIONS:  # Go repeats `^` or `\b`; Python wants a group
+                out[-1] = f"(?:{out[-1]})"
             out.append(pat[i:end])
-            i = end
+            last_repeat, i = i, end
             if pat.startswith("?", i):
                 out.append("?")
                 i += 1
@@ -231,14 +236,17 @@ def _group(pat: str, i: int, out: list[str], scopes: list[list[str]]) -> int:
     if rest.startswith(">"):
         raise RegexError("the atomic group (?>…) is not supported by Go's RE2 (nor here)")
     m = _FLAGS.match(pat, i)
-    if m is None or (m.group(2) is not None and not m.group(2)) or m.group(0) in ("(?)", "(?:"):
-        if pat.startswith("(?:", i):
+    if m is None or (m.group(2) is not None and not m.group(2)):
+        j = i + 2
+        while j < len(pat) and pat[j] in "imsU-":
+            j += 1
+        raise _go("invalid or unsupported Perl syntax", pat[i : j + 1])  # Go's: up to the bad one
+    on, off = m.group(1), m.group(2) or ""
+    if not on + off:  # (?:…) or Go's no-op (?)
+        if m.group(3) == ":":
             out.append("(?:")
             scopes.append([])
-            return i + 3
-        end = pat.find(")", i)
-        raise _go("invalid or unsupported Perl syntax", pat[i : end + 1 if end > 0 else len(pat)])
-    on, off = m.group(1), m.group(2) or ""
+        return m.end()
     if "U" in on + off:
         raise _unsupported("the U (ungreedy) regex flag")
     flags = on + (f"-{off}" if off else "")
