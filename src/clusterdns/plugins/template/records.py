@@ -65,7 +65,7 @@ def parse_rr(text: str) -> dns.rrset.RRset:
             reader.read()
         except _Found as found:
             return found.rrset
-        except (dns.exception.DNSException, ValueError, KeyError) as e:
+        except Exception as e:  # dnspython may raise more than DNSException on odd text
             last = e
             if "not zone's class" in str(e):
                 continue
