@@ -75,6 +75,7 @@ TEMPLATES = r"""
     template IN ANY foogle.test {
         match "^foogle\.test\.$"
         answer "foogle.test 60 IN CNAME google.test"
+        upstream
     }
     template IN A google.test {
         answer "google.test. 30 IN A 192.0.2.1"
@@ -113,6 +114,9 @@ TEMPLATES = r"""
     }
     template ANY ANY refused.test {
         rcode REFUSED
+    }
+    template IN TXT who.test {
+        answer "{{ .Name }} 0 IN TXT {{ .Remote }}"
     }
     hosts {
         192.0.2.50 x.sub.fall.test x.fall.test
@@ -336,12 +340,12 @@ def test_answers_are_byte_identical_with_and_without_the_fast_path(
         MAIN, tmp_path, files={"k8s.yaml": MANIFEST}, env={"CLUSTERDNS_FASTPATH": "off"}
     ) as off:
         for name, rdtype in queries:
-            for proto in ("udp", "tcp"):
-                q = dns.message.make_query(name, rdtype, use_edns=0)
+            for proto, edns in (("udp", 0), ("tcp", 0), ("udp", False)):
+                q = dns.message.make_query(name, rdtype, use_edns=edns)
                 q.id = 4242
                 first = exchange(srv, q, proto)[0]
-                assert exchange(srv, q, proto)[0] == first, (name, proto)
-                assert exchange(off, q, proto)[0] == first, (name, proto)
+                assert exchange(srv, q, proto)[0] == first, (name, proto, edns)
+                assert exchange(off, q, proto)[0] == first, (name, proto, edns)
 
 
 # ---- the shared Corefile: AAAA filter, search-path NXDOMAIN, wildcard ------------------------
@@ -458,6 +462,7 @@ DIFF_QUERIES = [
     ("exec.fail.test.", "A"), ("rr.fail.test.", "A"), ("x.servfail.test.", "A"),
     ("other.strict.test.", "A"), ("only.strict.test.", "A"), ("only.strict.test.", "TXT"),
     ("x.sub.fall.test.", "A"), ("x.fall.test.", "A"), ("x.refused.test.", "TXT"),
+    ("x.who.test.", "TXT"),
     ("unknown.test.", "A"),
 ]  # fmt: skip
 
@@ -589,3 +594,26 @@ def test_regexes_coredns_rejects_are_rejected(pattern: str, tmp_path: Path) -> N
     assert line == 3
     if pattern in GO_REJECTS:
         assert found.group(0) in ours
+
+
+def test_replay_declarations() -> None:
+    """What the fast path may keep: answers that depend on the question and config only."""
+    from clusterdns.plugins.template import TemplatePlugin
+    from clusterdns.request import Request
+
+    path = "/etc/coredns/Corefile"
+    conf = ".:1053 {\n" + TEMPLATES + "\n}\n"
+    plugin = build(parse_corefile_text(conf, path), path, conf).blocks[0].find("template")
+    assert isinstance(plugin, TemplatePlugin)
+
+    def replayable(name: str, rdtype: str = "A") -> bool:
+        q = dns.message.make_query(name, rdtype)
+        return plugin.replayable(Request(q, "127.0.0.1", 5300, "udp", 40))
+
+    assert replayable("ip-1-2-3-4.example.") and replayable("x.invalid.", "MX")
+    assert not replayable("x.who.test.", "TXT")  # .Remote
+    assert not replayable("abc.data.test.", "TXT")  # .Remote and .Meta
+    assert not replayable("foogle.test.") and not replayable("foogle.test.", "AAAA")  # chased
+    assert replayable("foogle.test.", "TXT")  # a CNAME, but not chased
+    assert not replayable("other.strict.test.")  # SERVFAIL
+    assert replayable("elsewhere.org.")  # not a template's: the next plugin decides
