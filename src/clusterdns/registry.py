@@ -50,6 +50,7 @@ AVAILABLE: dict[str, str] = {
     "auto": "auto",
     "secondary": "secondary",
     "transfer": "transfer",
+    "template": "template",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

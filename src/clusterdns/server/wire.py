@@ -83,17 +83,20 @@ def finish(resp: dns.message.Message, query: dns.message.Message) -> None:
     """Give the response the EDNS0 the client can take, as CoreDNS's SizeAndDo does.
 
     With an OPT in the query, the reply carries one that reflects the client's UDP size (as
-    the bufsize plugin may have lowered it) and DO bit; without one, the reply has none.
+    the bufsize plugin may have lowered it) and DO bit; without one, the reply has none unless
+    a plugin gave it one (the template plugin's ederror), which is then sent as it is.
     """
     rcode = resp.rcode()
     if query.edns >= 0:
-        do = query.ednsflags & dns.flags.DO
+        # CoreDNS clears a reply's own OPT flags with `&= 0xff00`, which keeps DO (the
+        # template plugin's ederror sets it).
+        do = (query.ednsflags | (resp.ednsflags if resp.edns >= 0 else 0)) & dns.flags.DO
         # Options a plugin or upstream put in the reply's OPT (EDE, NSID…) are kept.
         options = list(resp.options) if resp.edns >= 0 else None
         resp.use_edns(0, do, max(MIN_UDP, query.payload), options=options)
         resp.set_rcode(rcode)  # re-apply: extended rcode bits live in the OPT
-    else:
-        resp.use_edns(None)
+    elif resp.edns >= 0:
+        pass  # CoreDNS's SizeAndDo leaves a reply's own OPT alone when the query had none
 
 
 def render(resp: dns.message.Message, limit: int) -> bytes:
