@@ -430,7 +430,6 @@ def test_same_answers_as_coredns(srv: Server, tmp_path: Path) -> None:
                 assert ask(srv, q, proto) == ask(ref, q, proto), (name, rdtype, proto)
 
 
-@pytest.mark.xfail(strict=True, reason="the server does not refuse non-IN classes yet")
 def test_other_classes_are_refused_as_by_coredns(srv: Server, tmp_path: Path) -> None:
     """template does not open CH (only chaos, forward and proxy do): REFUSED before it."""
     with serve_coredns(REFERENCE, tmp_path) as ref:
