@@ -31,18 +31,15 @@ sync; until that sync is done, names that do not exist get SERVFAIL instead of N
 yet. The records served, and where they differ from the specification, are in
 docs/plugins/kubernetes.md.
 
-The NS records at the apex name this server's Service, found as CoreDNS finds it: the Service
-whose endpoints hold one of our own addresses. When none does — outside a cluster, or serving
-manifests — the `kube-dns` Service in `kube-system` stands for it (it is what CoreDNS finds in a
-cluster), else `ns.dns.ZONE` with our addresses, CoreDNS's own fallback.
+The NS records at the apex name this server's Service, found as CoreDNS finds it: the Services
+whose endpoints hold one of our own addresses (local.py); when none does, `ns.dns.ZONE` with
+those addresses; with none (bound, or loopback only), NODATA.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -52,6 +49,7 @@ from clusterdns.corefile.ast import Directive
 from clusterdns.plugin import Plugin, SetupContext
 from clusterdns.plugins.kubernetes.autopath_search import RESOLV_CONF, resolv_search
 from clusterdns.plugins.kubernetes.handler import Handler
+from clusterdns.plugins.kubernetes.local import local_ips
 from clusterdns.plugins.kubernetes.lookup import Backend, TimedStore
 from clusterdns.plugins.kubernetes.metrics import DNS_PROGRAMMING
 from clusterdns.plugins.kubernetes.setup import Settings, parse
@@ -178,31 +176,6 @@ class Kubernetes(Plugin):
 
     async def serve(self, req: Request) -> dns.message.Message:
         return await self.resolver.serve(req)
-
-
-def local_ips(bind_hosts: list[str]) -> list[str]:
-    """Our own non-loopback addresses: the bound ones, else every interface's (CoreDNS's
-    boundIPs), used to find the Service this server is an endpoint of."""
-    texts = [h for h in bind_hosts if h and h not in ("0.0.0.0", "::")]
-    if not texts:
-        try:
-            import psutil
-
-            for addrs in psutil.net_if_addrs().values():
-                for a in addrs:
-                    if a.family in (socket.AF_INET, socket.AF_INET6):
-                        texts.append(str(a.address))
-        except Exception:  # no interfaces to read (sandbox): no local addresses
-            texts = []
-    out: list[str] = []
-    for t in texts:
-        try:
-            ip = ipaddress.ip_address(t.split("%", 1)[0])
-        except ValueError:
-            continue
-        if not ip.is_loopback and not ip.is_unspecified and str(ip) not in out:
-            out.append(str(ip))
-    return out
 
 
 PLUGIN = Kubernetes

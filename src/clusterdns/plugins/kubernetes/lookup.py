@@ -26,7 +26,6 @@ DNS_SCHEMA_VERSION = "1.1.0"
 TXT_TTL = 28800
 NS_NAME = "ns.dns."
 _NO_PORT = (Port("", "", -1),)  # CoreDNS's sentinel for objects without ports
-DNS_SERVICE = ("kube-system", "kube-dns")
 
 A, AAAA, CNAME, TXT = "A", "AAAA", "CNAME", "TXT"
 
@@ -93,6 +92,13 @@ def address_from_reverse(labels: list[str]) -> str:
         kind, ip = host_type(":".join(groups))
         return ip if kind != CNAME else ""
     return ""
+
+
+def is_default_ns(q: Query) -> bool:
+    """CoreDNS's isDefaultNS: `ns.dns.` then the zone as the query wrote it, found where
+    expected (so a zone asked in another case, or the root zone, never matches)."""
+    name = q.name
+    return name.startswith(NS_NAME) and name.find(q.zone) == len(NS_NAME)
 
 
 def endpoint_hostname(addr: Address, pod_names: bool) -> str:
@@ -235,7 +241,7 @@ class Backend:
             return [
                 Item(host=ip, target=name, ttl=ttl) for name, ip in self.ns_addrs(q.zone)
             ], False
-        if q.name == NS_NAME + q.zone.lower():
+        if is_default_ns(q):
             items = []
             for _, ip in self.ns_addrs(q.zone):
                 if host_type(ip)[0] == qtype:
@@ -361,34 +367,27 @@ class Backend:
     # ---- the zone's name servers --------------------------------------------------------
 
     def ns_addrs(self, zone: str) -> list[tuple[str, str]]:
-        """(name, IP) of this DNS server, as CoreDNS's nsAddrs finds them.
+        """(name, IP) of this DNS server, as CoreDNS's nsAddrs (plugin/kubernetes/ns.go).
 
-        CoreDNS looks for Endpoints holding one of its own (pod) IPs and names the Services
-        behind them. Those are our local addresses when we run in a pod; when none matches
-        (outside the cluster, or serving manifests) the `kube-dns` Service of `kube-system`
-        stands for us, since that is what CoreDNS finds in a cluster. Without it, CoreDNS's
-        own fallback: `ns.dns.<zone>` with the local addresses.
+        For each of our own addresses (local.py), the endpoints holding it (ready addresses
+        only, as CoreDNS indexes them) name their Service: its cluster IPs, or for a headless
+        one every ready address of that endpoint object under its endpoint name. When no
+        endpoint holds one of them: `ns.dns.ZONE` with our addresses. With no address of our
+        own: nothing, and the apex NS and `ns.dns.ZONE` are NODATA.
         """
         store = self.store
         out: list[tuple[str, str]] = []
-        seen: set[tuple[str, str]] = set()
+        found = False
         for lip in self.local_ips:
             for ep, addr in store.endpoints_by_ip.get(lip, ()):
-                if ep.key in seen:
-                    continue
                 svc = store.service(ep.namespace, ep.service)
                 if not self._ready(addr, svc):
                     continue
-                seen.add(ep.key)
+                found = True
                 if svc is not None:
                     self._service_ns(svc, [ep], zone, out)
-        if seen:
+        if found:
             return _dedup(out)
-        svc = store.service(*DNS_SERVICE)
-        if svc is not None:
-            self._service_ns(svc, store.service_endpoints(*DNS_SERVICE), zone, out)
-            if out:
-                return _dedup(out)
         return [(NS_NAME + zone, ip) for ip in self.local_ips]
 
     def _service_ns(
