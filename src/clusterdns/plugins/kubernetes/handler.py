@@ -17,8 +17,8 @@ so two ExternalNames pointing at each other across zones cannot loop forever.
 
 Fast path (clusterdns.server.fastpath): an answer depends on the store (its slot is bumped on
 every change); SRV answers show the query's case in their targets, and NS and `ns.dns.ZONE`
-answers depend on it, so those are only replayed to the same spelling; answers that needed `upstream` or came before the first sync are not
-replayed.
+answers depend on it, so those are only replayed to the same spelling; answers that needed
+`upstream` or came before the first sync are not replayed.
 """
 
 from __future__ import annotations

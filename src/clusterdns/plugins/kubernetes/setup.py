@@ -133,6 +133,10 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
     if not primary:
         raise d.error("kubernetes: non-reverse zone name must be used")
     s = Settings(zones=zones, primary_zone=primary, bind_hosts=list(ctx.bind_hosts))
+    for z in zones:
+        if len(z.encode()) + 1 + len("ns.dns.") > 255:  # wire length, root label included
+            ctx.warn(d, f"kubernetes: zone {z} is too long for the SOA's ns.dns.{z}: "
+                     "negative answers will carry no SOA")  # fmt: skip
     base = os.path.dirname(os.path.abspath(d.file)) if d.file else os.getcwd()
     seen: dict[str, Directive] = {}
     for opt in d.children:
