@@ -7,9 +7,12 @@ A YAML file may hold several documents; a JSON file one object or several concat
 `kind: List` and typed lists (`ServiceList`, `kind: PodList`… whose items may omit kind and
 apiVersion, as the API returns them) are unpacked.
 
-Kinds used: Namespace, Service (v1), EndpointSlice (discovery.k8s.io), Endpoints (legacy v1) and
-Pod (v1); any other kind — including a `Service` of another API group, e.g. Knative's — is
-ignored (debug log). The objects are served exactly as if the API had returned them:
+Kinds used: Namespace, Service (v1), EndpointSlice (discovery.k8s.io v1/v1beta1), Endpoints
+(legacy v1) and Pod (v1); other Kubernetes kinds and custom resources — including a `Service` of
+another API group, e.g. Knative's — are ignored (debug log). A kind Kubernetes does not have
+(`kind: Servise`, `apiVersion: v1` with `kind: Deployment`, `apiVersion: v2` with `kind: Service`)
+is ignored with a warning naming the file, the document and the kind (manifest_kinds.py). The
+objects are served exactly as if the API had returned them:
 
 * an object without metadata.namespace is in "default", as `kubectl apply` would put it;
 * legacy Endpoints are converted as the EndpointSlice mirroring controller would (addresses
@@ -55,6 +58,7 @@ from clusterdns.plugins.kubernetes.manifest_files import (
     read_documents,
     scan,
 )
+from clusterdns.plugins.kubernetes.manifest_kinds import SKIP, UNKNOWN, verdict
 from clusterdns.plugins.kubernetes.records import (
     SERVICE_NAME_LABEL,
     BadObject,
@@ -79,7 +83,6 @@ SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
 
 # ---- converting -----------------------------------------------------------------------------
 
-_CORE = {"Namespace", "Service", "Endpoints", "Pod"}
 #: CoreDNS lists pods with `status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown`.
 _GONE_PHASES = {"Succeeded", "Failed", "Unknown"}
 
@@ -97,6 +100,7 @@ class Loaded:
     used_namespaces: set[str] = field(default_factory=set)
     files: int = 0
     errors: int = 0
+    warnings: int = 0  # documents of a kind Kubernetes does not have
 
 
 class _Reader:
@@ -153,15 +157,21 @@ class _Reader:
             self.error(f"{where} ({kind} {_name(obj)})", str(e))
 
     def convert(self, obj: Mapping[str, Any], kind: str, version: str, where: str) -> None:
-        group = version.rpartition("/")[0] if "/" in version else ""
         wanted = self.options.kinds
-        if kind in _CORE and group == "":
-            record_kind = kind
-        elif kind == "EndpointSlice" and group == "discovery.k8s.io":
-            record_kind = "Endpoints"
-        else:
-            log.debug("plugin/kubernetes: manifests: %s: %s %s ignored", where, version, kind)
+        judged, why = verdict(version, kind)
+        if judged == UNKNOWN:
+            self.out.warnings += 1
+            log.warning(
+                "plugin/kubernetes: manifests: %s: unknown kind %s (apiVersion %s): %s; "
+                "document ignored", where, kind, version or "missing", why,
+            )  # fmt: skip
             return
+        if judged == SKIP:
+            log.debug(
+                "plugin/kubernetes: manifests: %s: %s %s ignored (%s)", where, version, kind, why
+            )
+            return
+        record_kind = "Endpoints" if kind == "EndpointSlice" else kind
         meta = obj.get("metadata")
         if not isinstance(meta, Mapping):
             raise BadObject("metadata is missing")
@@ -331,7 +341,7 @@ class ManifestSource:
         r = loaded.records
         log.info(
             "plugin/kubernetes: manifests %s: %d services, %d endpoint slices, %d pods, "
-            "%d namespaces from %d files (%d errors)",
+            "%d namespaces from %d files (%d errors, %d documents of unknown kinds)",
             verb, len(r["Service"]), len(r["Endpoints"]), len(r["Pod"]), len(r["Namespace"]),
-            loaded.files, loaded.errors,
+            loaded.files, loaded.errors, loaded.warnings,
         )  # fmt: skip
