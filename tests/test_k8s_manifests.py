@@ -22,7 +22,7 @@ from clusterdns.plugins.kubernetes.manifest_files import _yaml_chunks, changed, 
 from clusterdns.plugins.kubernetes.manifests import ManifestSource
 from clusterdns.plugins.kubernetes.source import SourceOptions
 from clusterdns.plugins.kubernetes.store import KINDS, Store
-from tests.harness import Case, Server, check
+from tests.harness import Case, Server, check, metric
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "cluster"
@@ -628,3 +628,34 @@ def test_heap_trimmed_after_each_load(tmp_path: Path, monkeypatch: pytest.Monkey
     f.write_text(svc("web"))
     store = load([f])
     assert service_names(store) == {"demo/web"} and calls == [0]
+
+
+def test_server_exports_the_plugin_metrics(
+    tmp_path: Path, server_factory: Callable[..., Server]
+) -> None:
+    """clusterdns_kubernetes_objects, _skipped_objects_total and _staleness_seconds, as with the
+    API; the API-only ones (watch events, relists) stay absent or zero."""
+    f = tmp_path / "x.yaml"
+    f.write_text(svc("a") + "---\n" + svc("b", ip="10.96.0.51") + "---\n" + svc("bad", ip="not-an-ip"))
+    cf = corefile(f).replace(
+        "    bind 127.0.0.1\n", "    bind 127.0.0.1\n    prometheus 127.0.0.1:@P1@\n"
+    )
+    srv = server_factory(cf)
+    text = srv.metrics()
+    assert metric(text, "clusterdns_kubernetes_objects", kind="Service") == 2
+    assert metric(text, "clusterdns_kubernetes_objects", kind="Namespace") == 1
+    assert metric(text, "clusterdns_kubernetes_skipped_objects_total", kind="Service") == 1
+    assert metric(text, "clusterdns_kubernetes_staleness_seconds") == 0
+    assert not metric(text, "clusterdns_kubernetes_relists_total", kind="Service")
+    f.write_text(
+        svc("a") + "---\n" + svc("c", ip="10.96.0.52") + "---\n" + svc("d", ip="10.96.0.53")
+    )
+    until_true(lambda: metric(srv.metrics(), "clusterdns_kubernetes_objects", kind="Service") == 3)
+    assert metric(srv.metrics(), "clusterdns_kubernetes_skipped_objects_total", kind="Service") == 1
+
+
+def until_true(fn: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not fn():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.1)

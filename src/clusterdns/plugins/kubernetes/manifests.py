@@ -34,6 +34,12 @@ reject) is skipped with an `[ERROR]` line naming the file and the 1-based docume
 rest is served. YAML files are split at their `---`/`...` markers, so a syntax error only costs
 its own document.
 
+Metrics (as in API mode, api_metrics.py): `clusterdns_kubernetes_objects{kind}` counts the
+records held, `clusterdns_kubernetes_skipped_objects_total{kind}` the objects the converters
+rejected (at every read), `clusterdns_kubernetes_staleness_seconds` is 0 unless polling or
+re-reading the files keeps failing (then the time since it last worked). Watch events, relists
+and REST client metrics have no meaning here and stay at zero.
+
 Watching: every 0.5 s the file set is stat()ed — (device, inode, size, mtime) of every file,
 new and removed files included. Files changed in the last 2 s are also hashed, because two
 writes within one timestamp tick can leave size and mtime unchanged. On any change everything
@@ -46,11 +52,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from clusterdns import heap
+from clusterdns.plugins.kubernetes import api_metrics
 from clusterdns.plugins.kubernetes.manifest_files import (
     Scan,
     changed,
@@ -155,6 +163,7 @@ class _Reader:
             self.convert(obj, kind, str(version or ""), where)
         except BadObject as e:
             self.error(f"{where} ({kind} {_name(obj)})", str(e))
+            api_metrics.SKIPPED.labels("Endpoints" if kind == "EndpointSlice" else kind).inc()
 
     def convert(self, obj: Mapping[str, Any], kind: str, version: str, where: str) -> None:
         wanted = self.options.kinds
@@ -293,13 +302,18 @@ class ManifestSource:
         self._scan: Scan | None = None
         self._task: asyncio.Task[None] | None = None
         self._loaded = False
+        #: time.time() of the last poll that could read the files, and whether the latest did.
+        self._last_good = time.time()
+        self._failing = False
 
     async def start(self) -> None:
         """Load once (so the plugin is ready at once), then watch in the background."""
         await self._reload(first=True)
         self._task = asyncio.create_task(self._watch(), name="kubernetes-manifests")
+        api_metrics.track(self)
 
     async def stop(self) -> None:
+        api_metrics.untrack(self)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -309,6 +323,11 @@ class ManifestSource:
     def synced(self) -> bool:
         return self._loaded
 
+    def staleness(self) -> float:
+        """clusterdns_kubernetes_staleness_seconds: 0 while the files are polled and read, else
+        the time since the last poll that could (a reload that keeps failing)."""
+        return max(0.0, time.time() - self._last_good) if self._failing else 0.0
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
@@ -316,9 +335,11 @@ class ManifestSource:
                 new = await asyncio.to_thread(scan, self.paths)
                 if self._scan is None or changed(self._scan, new):
                     await self._reload(new)
+                self._last_good, self._failing = time.time(), False
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self._failing = True
                 log.exception("plugin/kubernetes: manifests: reload failed")
 
     async def _reload(self, fingerprint: Scan | None = None, first: bool = False) -> None:

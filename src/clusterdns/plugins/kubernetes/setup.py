@@ -133,6 +133,7 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
     if not primary:
         raise d.error("kubernetes: non-reverse zone name must be used")
     s = Settings(zones=zones, primary_zone=primary, bind_hosts=list(ctx.bind_hosts))
+    s.api.file, s.api.line = d.file, d.line
     for z in zones:
         if len(z.encode()) + 1 + len("ns.dns.") > 255:  # wire length, root label included
             ctx.warn(d, f"kubernetes: zone {z} is too long for the SOA's ns.dns.{z}: "
@@ -160,6 +161,8 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
         elif name == "endpoint":
             urls = _count(opt, 1)
             s.api.endpoint = urls[0]
+            if not s.api.kubeconfig:
+                s.api.line = opt.line
             if len(urls) > 1:
                 ctx.warn(
                     opt,
@@ -171,6 +174,7 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
         elif name == "kubeconfig":
             args = _count(opt, 1, 2)
             s.api.kubeconfig = args[0]
+            s.api.line = opt.line  # kubeconfig wins over endpoint, as in CoreDNS
             s.api.context = args[1] if len(args) == 2 else ""
         elif name == "labels":
             s.labels = str(_selector(opt, "label"))
