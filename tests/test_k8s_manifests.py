@@ -636,7 +636,9 @@ def test_server_exports_the_plugin_metrics(
     """clusterdns_kubernetes_objects, _skipped_objects_total and _staleness_seconds, as with the
     API; the API-only ones (watch events, relists) stay absent or zero."""
     f = tmp_path / "x.yaml"
-    f.write_text(svc("a") + "---\n" + svc("b", ip="10.96.0.51") + "---\n" + svc("bad", ip="not-an-ip"))
+    f.write_text(
+        svc("a") + "---\n" + svc("b", ip="10.96.0.51") + "---\n" + svc("bad", ip="not-an-ip")
+    )
     cf = corefile(f).replace(
         "    bind 127.0.0.1\n", "    bind 127.0.0.1\n    prometheus 127.0.0.1:@P1@\n"
     )
