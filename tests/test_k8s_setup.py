@@ -57,7 +57,7 @@ ERRORS: list[tuple[list[str], str, int]] = [
     (["apiserver_max_inflight -3"], "kubernetes: apiserver_max_inflight must be >= 0", 0),
     (["apiserver_max_inflight"], f"kubernetes: {ARGS} 'apiserver_max_inflight'", 0),
     (["manifests"], f"kubernetes: {ARGS} 'manifests'", 0),
-    (["zonal"], "kubernetes: 'zonal' is not supported yet", 0),
+    (["zonal", "noendpoints"], "kubernetes: zonal requires the endpoint cache; remove noendpoints", 1),
     (["multicluster clusterset.local"], "kubernetes: 'multicluster' is not supported yet", 0),
     (["namespaces a {", "}"], "kubernetes: unexpected block after 'namespaces'", 0),
     (["!kubernetes 10.0.0.0/8 fd00::/8"], "kubernetes: non-reverse zone name must be used", -1),

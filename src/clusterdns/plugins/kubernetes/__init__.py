@@ -15,6 +15,7 @@ Syntax::
         noendpoints
         fallthrough [ZONES...]
         ignore empty_service
+        zonal
         startup_timeout DURATION
         apiserver_qps QPS
         apiserver_burst BURST
@@ -27,8 +28,9 @@ Kubernetes API (in-cluster, `endpoint`+`tls`, or `kubeconfig`), or — our own o
 YAML/JSON files and directories given to `manifests`, watched for changes. `ttl` is 0-3600
 (default 5). `startup_timeout` (default 5s) is how long starting the server waits for the first
 sync; until that sync is done, names that do not exist get SERVFAIL instead of NXDOMAIN.
-`upstream` is accepted and ignored (deprecated); `zonal` and `multicluster` are not supported
-yet. The records served, and where they differ from the specification, are in
+`upstream` is accepted and ignored (deprecated); `multicluster` is not supported yet. `zonal`
+adds TOPOZONE.(pin|prefer)._zone.SERVICE.NS.svc.ZONE names for headless services (lookup.py).
+The records served, and where they differ from the specification, are in
 docs/plugins/kubernetes.md.
 
 The NS records at the apex name this server's Service, found as CoreDNS finds it: the Services

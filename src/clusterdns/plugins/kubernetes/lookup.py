@@ -28,6 +28,9 @@ NS_NAME = "ns.dns."
 _NO_PORT = (Port("", "", -1),)  # CoreDNS's sentinel for objects without ports
 
 A, AAAA, CNAME, TXT = "A", "AAAA", "CNAME", "TXT"
+#: `zonal` names: TOPOZONE.pin._zone.… (zone-local endpoints only) or .prefer._zone.…
+#: (zone-local endpoints, else all).
+ZONE_LABEL, PIN, PREFER = "_zone", "pin", "prefer"
 
 
 @dataclass(slots=True)
@@ -60,6 +63,10 @@ class RecordRequest:
     service: str = ""
     namespace: str = ""
     pod_or_svc: str = ""
+    #: `zonal`: the topology zone of TOPOZONE.(pin|prefer)._zone.service.namespace.svc.ZONE,
+    #: and whether the directive was `prefer` (all endpoints when the zone holds none).
+    zone: str = ""
+    zone_prefer: bool = False
 
 
 @lru_cache(maxsize=4096)
@@ -115,8 +122,10 @@ def endpoint_hostname(addr: Address, pod_names: bool) -> str:
     return ""
 
 
-def parse_request(q: Query) -> tuple[RecordRequest, bool]:
-    """CoreDNS's parseRequest: [_port._proto.|endpoint.]service.namespace.(svc|pod).zone."""
+def parse_request(q: Query, zonal: bool = False) -> tuple[RecordRequest, bool]:
+    """CoreDNS's parseRequest: [_port._proto.|endpoint.]service.namespace.(svc|pod).zone, and
+    with `zonal` TOPOZONE.(pin|prefer)._zone.service.namespace.svc.zone (TOPOZONE may span
+    labels: every label left of the directive). Anything else longer is invalid (NXDOMAIN)."""
     r = RecordRequest()
     segs = q.labels[: len(q.labels) - q.nz]
     if not segs or segs == ["svc"] or segs == ["pod"]:
@@ -134,7 +143,11 @@ def parse_request(q: Query) -> tuple[RecordRequest, bool]:
     elif len(rest) == 2:
         r.port, r.protocol = _strip(rest[0]), _strip(rest[1])
     elif rest:
-        return r, True
+        if not zonal or rest[-1] != ZONE_LABEL or r.pod_or_svc != "svc":
+            return r, True
+        if rest[-2] not in (PIN, PREFER):
+            return r, True
+        r.zone, r.zone_prefer = ".".join(rest[:-2]), rest[-2] == PREFER
     return r, False
 
 
@@ -235,7 +248,9 @@ class Backend:
         if qtype == TXT:
             if q.labels[: len(q.labels) - q.nz] == ["dns-version"]:
                 return [Item(text=DNS_SCHEMA_VERSION, ttl=TXT_TTL)], False
-            items, _ = self.records(q)
+            items, nx = self.records(q)
+            if not items and not nx and self.s.zonal and parse_request(q, True)[0].zone:
+                return [], False  # a zonal name that exists but holds nothing: NODATA
             return [], not items  # NODATA if the name holds other records, else NXDOMAIN
         if qtype == "NS":
             return [
@@ -253,7 +268,7 @@ class Backend:
         return items, nx
 
     def records(self, q: Query) -> tuple[list[Item], bool]:
-        r, invalid = parse_request(q)
+        r, invalid = parse_request(q, self.s.zonal)
         if invalid:
             return [], True
         if not r.pod_or_svc:
@@ -301,6 +316,8 @@ class Backend:
             eps = self.store.service_endpoints(svc.namespace, svc.name)
             if not any(self._ready(a, svc) for ep in eps for a in ep.addresses):
                 return [], True
+        if r.zone and not svc.headless:
+            return [], True  # zonal names are for headless services only (ExternalName too)
         if is_external:
             if r.endpoint or r.port or r.protocol:
                 return [], True
@@ -314,20 +331,12 @@ class Backend:
         if svc.headless or r.endpoint:
             if eps is None:
                 eps = self.store.service_endpoints(svc.namespace, svc.name)
-            pod_names = self.s.endpoint_pod_names
-            for ep in eps:
-                ports = ep.ports or _NO_PORT
-                for addr in ep.addresses:
-                    if not self._ready(addr, svc):
-                        continue
-                    label = endpoint_hostname(addr, pod_names)
-                    if r.endpoint and r.endpoint != label.lower():
-                        continue
-                    for p in ports:
-                        if _port_match(r, p):
-                            found = True
-                            items.append(Item(addr.ip, p.port, f"{label}.{base}", ttl=ttl))
-            return items, not found
+            self._endpoint_items(r, svc, eps, base, r.zone, items)
+            if r.zone:
+                if not items and r.zone_prefer:
+                    self._endpoint_items(r, svc, eps, base, "", items)
+                return items, False  # the name exists: no endpoint in that zone is NODATA
+            return items, not items
         for p in svc.ports or _NO_PORT:
             if not _port_match(r, p):
                 continue
@@ -335,6 +344,29 @@ class Backend:
             for ip in svc.cluster_ips:
                 items.append(Item(ip, p.port, base, ttl=ttl))
         return items, not found
+
+    def _endpoint_items(
+        self,
+        r: RecordRequest,
+        svc: Service,
+        eps: list[Endpoints],
+        base: str,
+        zone: str,
+        out: list[Item],
+    ) -> None:
+        """The items of a headless service or endpoint query (in `zone` only, if given)."""
+        pod_names, ttl = self.s.endpoint_pod_names, self.s.ttl
+        for ep in eps:
+            ports = ep.ports or _NO_PORT
+            for i, addr in enumerate(ep.addresses):
+                if not self._ready(addr, svc) or (zone and ep.zone_of(i) != zone):
+                    continue
+                label = endpoint_hostname(addr, pod_names)
+                if r.endpoint and r.endpoint != label.lower():
+                    continue
+                for p in ports:
+                    if _port_match(r, p):
+                        out.append(Item(addr.ip, p.port, f"{label}.{base}", ttl=ttl))
 
     # ---- Reverse() ----------------------------------------------------------------------
 
