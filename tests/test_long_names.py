@@ -133,3 +133,13 @@ def test_autopath_skips_search_domains_that_make_the_name_too_long(tmp_path: Pat
         assert r.rcode() == dns.rcode.SERVFAIL and rrs(r.answer) == []
         assert "Traceback" not in srv.output
         assert dns.name.from_text(f"{base}.a.example.")  # the query itself is a valid name
+
+
+def test_loop_probe_name_too_long_for_the_zone(tmp_path: Path) -> None:
+    """loop asks itself RANDOM.RANDOM.ZONE: under a zone of 230 octets that cannot be a name."""
+    zone = ".".join(["l" * 63, "l" * 63, "l" * 63, "l" * 37]) + "."
+    cf = f"{zone}:@PORT@ {{\n    bind 127.0.0.1\n    loop\n    whoami\n}}\n"
+    with serve(cf, tmp_path) as srv:
+        srv.wait_output(r"\[WARNING\] plugin/loop: zone \S+ too long for a probe name, unchecked")
+        assert srv.query(f"a.{zone}", "A").rcode() == dns.rcode.NOERROR
+    assert "Traceback" not in srv.output
