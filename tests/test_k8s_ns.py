@@ -8,6 +8,7 @@ questions with the machine's real interfaces.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import socket
@@ -15,13 +16,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dns.message
 import dns.rcode
 import psutil
 import pytest
 
 from clusterdns.plugins.kubernetes.local import TEST_ADDRS_ENV
 from tests.coredns_ref import serve_coredns
-from tests.harness import Case, Server, check, rrs, start
+from tests.harness import Case, Server, check, exchange, rrs, start
 from tests.k8s_apiserver import ApiServer, Obj, endpoint_slice, namespace, service
 
 NX = dns.rcode.NXDOMAIN
@@ -215,16 +217,19 @@ QUESTIONS = [
 ]  # fmt: skip
 
 
-def machine_address() -> str | None:
-    """A non-loopback IPv4 address of this machine, or None."""
+def machine_address(family: int = socket.AF_INET) -> str | None:
+    """A non-loopback, non-link-local address of this machine of that family, or None."""
     for addrs in psutil.net_if_addrs().values():
         for a in addrs:
-            if a.family == socket.AF_INET and not a.address.startswith("127."):
-                return str(a.address)
+            if a.family != family:
+                continue
+            ip = ipaddress.ip_address(a.address.split("%")[0])
+            if not ip.is_loopback and not ip.is_link_local:
+                return str(ip)
     return None
 
 
-def answers(srv: Server) -> list[tuple[str, str, int, list[str], list[str], list[str]]]:
+def answers(srv: Server) -> list[tuple[object, ...]]:
     out = []
     for name, qtype in QUESTIONS:
         r = srv.query(name, qtype)
@@ -236,7 +241,10 @@ def answers(srv: Server) -> list[tuple[str, str, int, list[str], list[str], list
         # dnspython compresses names case-insensitively (the SOA's mname against the question
         # NS.dns.Cluster.Local. shows that spelling), miekg/dns does not: compare those lower-cased.
         extra = [x.lower() for x in rrs(r.additional)]
-        out.append((name, qtype, r.rcode(), norm, [x.lower() for x in auth], extra))
+        # the header's record counts too: dnspython merges duplicate records when it parses
+        raw = exchange(srv, dns.message.make_query(name, qtype))[0]
+        counts = (raw[6:8], raw[8:10], raw[10:12])
+        out.append((name, qtype, r.rcode(), norm, [x.lower() for x in auth], extra, counts))
     return out
 
 
@@ -245,8 +253,29 @@ def test_same_answers_as_coredns(tmp_path: Path, bind: str) -> None:
     ip = machine_address()
     if ip is None:
         pytest.skip("this machine has no non-loopback IPv4 address")
+    differential(tmp_path, bind, objects(ours=ip))
+
+
+def test_dual_stack_dns_service_same_as_coredns(tmp_path: Path) -> None:
+    """kube-dns dual-stack, our IPv4 and IPv6 addresses in its two slices: one NS, both glue
+    records once (CoreDNS finds the Service twice, and writes it once)."""
+    v4, v6 = machine_address(), machine_address(socket.AF_INET6)
+    if v4 is None or v6 is None:
+        pytest.skip("this machine has no non-loopback IPv4 and IPv6 addresses")
+    dual = [
+        namespace("kube-system"),
+        service("kube-dns", "kube-system", ["10.96.0.10", "fd00:10::a"], DNS_PORTS),
+        endpoint_slice("kube-dns-4", "kube-system", "kube-dns", [(v4, True)], DNS_PORTS),
+        endpoint_slice(
+            "kube-dns-6", "kube-system", "kube-dns", [(v6, True)], DNS_PORTS, address_type="IPv6"
+        ),
+    ]
+    differential(tmp_path, "", dual)
+
+
+def differential(tmp_path: Path, bind: str, objs: list[Obj]) -> None:
     with ApiServer() as a:
-        a.apply(*objects(ours=ip))
+        a.apply(*objs)
         cf = corefile(f"endpoint {a.url}", bind)
         with serve_coredns(cf, tmp_path / "coredns") as ref:
             srv = start_unbound(cf, tmp_path)

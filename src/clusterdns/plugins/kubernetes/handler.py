@@ -191,6 +191,13 @@ class Handler:
 
 
 def _fill(m: dns.message.Message, section: list[dns.rrset.RRset], rrs: list[RR]) -> None:
+    """Add the records in order; a record given twice is written twice, as CoreDNS does (the NS
+    glue of a dual-stack Service found through both of its EndpointSlices)."""
     for owner, ttl, rd in rrs:
         rrset = m.find_rrset(section, owner, rd.rdclass, rd.rdtype, create=True)
-        rrset.add(rd, ttl)
+        if rd in rrset:
+            again = dns.rrset.RRset(owner, rd.rdclass, rd.rdtype)
+            again.add(rd, ttl)
+            section.append(again)
+        else:
+            rrset.add(rd, ttl)

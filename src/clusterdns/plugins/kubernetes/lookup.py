@@ -419,7 +419,7 @@ class Backend:
                 if svc is not None:
                     self._service_ns(svc, [ep], zone, out)
         if found:
-            return _dedup(out)
+            return out  # duplicates kept: CoreDNS writes the glue of each find
         return [(NS_NAME + zone, ip) for ip in self.local_ips]
 
     def _service_ns(
@@ -434,7 +434,3 @@ class Backend:
                 if self._ready(a, svc):
                     label = endpoint_hostname(a, self.s.endpoint_pod_names)
                     out.append((f"{label}.{name}", a.ip))
-
-
-def _dedup(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return list(dict.fromkeys(pairs))
