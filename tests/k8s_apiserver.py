@@ -8,7 +8,8 @@ that a real client library cannot tell the difference:
 - cluster-wide and per-namespace paths (`/api/v1/services`, `/api/v1/namespaces/NS/services`,
   `/apis/discovery.k8s.io/v1/endpointslices`, …) and discovery (`/api`, `/apis`, `/version`);
 - `watch=1` streams of JSON lines (ADDED/MODIFIED/DELETED/BOOKMARK/ERROR) starting from a
-  resourceVersion, replayed from a bounded event history; a resourceVersion older than the
+  resourceVersion (or, with `sendInitialEvents=true`, a watch-list: the current objects, then a
+  bookmark annotated `k8s.io/initial-events-end`), replayed from a bounded event history; a resourceVersion older than the
   history gets 410 Gone (an ERROR event, as the watch cache sends it, or an HTTP 410);
   objects moving in or out of a watch's selector arrive as ADDED/DELETED, as on the real server;
 - bearer-token checking (401 otherwise), optional TLS with client certificates.
@@ -814,6 +815,20 @@ class ApiServer:
             for _, obj in sorted(self.objects[w.res.plural].items()):
                 if w.visible(obj):
                     w.queue.put_nowait({"type": "ADDED", "object": self._typed(w.res, obj)})
+            if go_bool(q.get("sendInitialEvents")):
+                # A watch-list (client-go's WatchListClient, used by CoreDNS 1.14): the initial
+                # state ends with a bookmark carrying this annotation.
+                meta = {
+                    "resourceVersion": str(self.rv),
+                    "annotations": {"k8s.io/initial-events-end": "true"},
+                }
+                w.queue.put_nowait(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {"kind": w.res.kind, "apiVersion": w.res.api_version,
+                                   "metadata": meta},
+                    }
+                )  # fmt: skip
             self.watchers.add(w)
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()

@@ -290,6 +290,25 @@ def test_from_cluster_reads_the_kube_dns_service(tmp_path: Path) -> None:
         assert r.returncode == 1 and "cannot load kubeconfig" in r.stderr
 
 
+def test_from_cluster_without_a_kubeconfig_says_it_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    r = run_cli("manifests", "--from-cluster")
+    assert r.returncode == 1 and r.stdout == ""
+    assert (
+        f"--from-cluster: kubeconfig {tmp_path}/.kube/config (the default) does not exist; "
+        "give --kubeconfig FILE, or the Service IP with --cluster-ip IP"
+    ) in r.stderr
+    assert "invalid" not in r.stderr.lower()
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/a:{tmp_path}/b")
+    r = run_cli("manifests", "--from-cluster")
+    assert f"kubeconfig {tmp_path}/a / {tmp_path}/b (from $KUBECONFIG) does not exist" in r.stderr
+    r = run_cli("manifests", "--from-cluster", "--kubeconfig", str(tmp_path / "kc"))
+    assert f"kubeconfig {tmp_path}/kc (given with --kubeconfig) does not exist" in r.stderr
+
+
 # ---- Grafana dashboard and Prometheus alert rules --------------------------------------------
 
 DASHBOARD = DEPLOY / "grafana" / "clusterdns.json"

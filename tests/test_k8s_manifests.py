@@ -22,7 +22,7 @@ from clusterdns.plugins.kubernetes.manifest_files import _yaml_chunks, changed, 
 from clusterdns.plugins.kubernetes.manifests import ManifestSource
 from clusterdns.plugins.kubernetes.source import SourceOptions
 from clusterdns.plugins.kubernetes.store import KINDS, Store
-from tests.harness import Case, Server, check
+from tests.harness import Case, Server, check, metric
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "cluster"
@@ -140,6 +140,46 @@ def test_other_groups_and_kinds_ignored(tmp_path: Path) -> None:
     )
     store = load([f])
     assert service_names(store) == {"demo/real"}
+
+
+def test_unknown_kinds_and_versions_warned_with_file_document_and_kind(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A kind Kubernetes does not have is what the API server would refuse: say so."""
+    f = tmp_path / "x.yaml"
+    f.write_text(
+        svc("real")
+        + "---\napiVersion: v1\nkind: Servise\nmetadata: {name: typo, namespace: demo}\n"  # 2
+        + "---\napiVersion: v2\nkind: Service\nmetadata: {name: v2, namespace: demo}\n"  # 3
+        + "---\napiVersion: v1\nkind: Deployment\nmetadata: {name: d}\n"  # 4: apps/v1 is
+        + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n"  # 5: fine
+        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"  # 6: fine
+        + "---\napiVersion: example.com/v1\nkind: Servise\nmetadata: {name: crd}\n"  # 7: CRD
+        + "---\napiVersion: v1\nkind: ServiseList\nitems:\n- metadata: {name: i}\n"  # 8
+    )
+    j = tmp_path / "y.json"
+    j.write_text('{"apiVersion": "discovery.k8s.io/v2", "kind": "EndpointSlice"}')
+    with caplog.at_level(logging.DEBUG, "clusterdns.plugins.kubernetes"):
+        store = load([f, j])
+    assert service_names(store) == {"demo/real"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    p = "plugin/kubernetes: manifests: "
+    assert warnings == [
+        f"{p}{f}: document 2: unknown kind Servise (apiVersion v1): the core API group "
+        "(apiVersion v1) has no kind Servise; document ignored",
+        f"{p}{f}: document 3: unknown kind Service (apiVersion v2): Service has no apiVersion v2 "
+        "(it has v1); document ignored",
+        f"{p}{f}: document 4: unknown kind Deployment (apiVersion v1): the core API group "
+        "(apiVersion v1) has no kind Deployment; document ignored",
+        f"{p}{f}: document 8, item 1: unknown kind Servise (apiVersion v1): the core API group "
+        "(apiVersion v1) has no kind Servise; document ignored",
+        f"{p}{j}: document 1: unknown kind EndpointSlice (apiVersion discovery.k8s.io/v2): "
+        "EndpointSlice has no apiVersion discovery.k8s.io/v2 (it has discovery.k8s.io/v1, "
+        "discovery.k8s.io/v1beta1); document ignored",
+    ]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("document 5: apps/v1 Deployment ignored (not served)" in m for m in debug)
+    assert any("document 7: example.com/v1 Servise ignored (a custom resource)" in m for m in debug)
 
 
 def test_yaml_chunks_keep_line_numbers() -> None:
@@ -588,3 +628,36 @@ def test_heap_trimmed_after_each_load(tmp_path: Path, monkeypatch: pytest.Monkey
     f.write_text(svc("web"))
     store = load([f])
     assert service_names(store) == {"demo/web"} and calls == [0]
+
+
+def test_server_exports_the_plugin_metrics(
+    tmp_path: Path, server_factory: Callable[..., Server]
+) -> None:
+    """clusterdns_kubernetes_objects, _skipped_objects_total and _staleness_seconds, as with the
+    API; the API-only ones (watch events, relists) stay absent or zero."""
+    f = tmp_path / "x.yaml"
+    f.write_text(
+        svc("a") + "---\n" + svc("b", ip="10.96.0.51") + "---\n" + svc("bad", ip="not-an-ip")
+    )
+    cf = corefile(f).replace(
+        "    bind 127.0.0.1\n", "    bind 127.0.0.1\n    prometheus 127.0.0.1:@P1@\n"
+    )
+    srv = server_factory(cf)
+    text = srv.metrics()
+    assert metric(text, "clusterdns_kubernetes_objects", kind="Service") == 2
+    assert metric(text, "clusterdns_kubernetes_objects", kind="Namespace") == 1
+    assert metric(text, "clusterdns_kubernetes_skipped_objects_total", kind="Service") == 1
+    assert metric(text, "clusterdns_kubernetes_staleness_seconds") == 0
+    assert not metric(text, "clusterdns_kubernetes_relists_total", kind="Service")
+    f.write_text(
+        svc("a") + "---\n" + svc("c", ip="10.96.0.52") + "---\n" + svc("d", ip="10.96.0.53")
+    )
+    until_true(lambda: metric(srv.metrics(), "clusterdns_kubernetes_objects", kind="Service") == 3)
+    assert metric(srv.metrics(), "clusterdns_kubernetes_skipped_objects_total", kind="Service") == 1
+
+
+def until_true(fn: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not fn():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.1)

@@ -16,7 +16,7 @@ from clusterdns.corefile.parser import parse_corefile_text
 from clusterdns.errors import ConfigError
 from clusterdns.plugin import SetupContext
 from clusterdns.plugins.kubernetes.setup import Settings, parse
-from tests.harness import run_cli
+from tests.harness import free_port, run_cli
 
 ARGS = "wrong argument count or unexpected line ending after"
 
@@ -57,7 +57,7 @@ ERRORS: list[tuple[list[str], str, int]] = [
     (["apiserver_max_inflight -3"], "kubernetes: apiserver_max_inflight must be >= 0", 0),
     (["apiserver_max_inflight"], f"kubernetes: {ARGS} 'apiserver_max_inflight'", 0),
     (["manifests"], f"kubernetes: {ARGS} 'manifests'", 0),
-    (["zonal"], "kubernetes: 'zonal' is not supported yet", 0),
+    (["zonal", "noendpoints"], "kubernetes: zonal requires the endpoint cache; remove noendpoints", 1),
     (["multicluster clusterset.local"], "kubernetes: 'multicluster' is not supported yet", 0),
     (["namespaces a {", "}"], "kubernetes: unexpected block after 'namespaces'", 0),
     (["!kubernetes 10.0.0.0/8 fd00::/8"], "kubernetes: non-reverse zone name must be used", -1),
@@ -242,3 +242,29 @@ def test_error_carries_file_and_line() -> None:
     assert (
         str(e.value) == "/etc/coredns/Corefile:4 - kubernetes: ttl must be in range [0, 3600]: 9999"
     )
+
+
+def test_no_cluster_at_start_names_the_line_and_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-cluster (no endpoint, kubeconfig or manifests) outside a cluster: the server does not
+    start, and says where and what to write instead; a missing kubeconfig names its line."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    conf = tmp_path / "Corefile"
+    conf.write_text(f".:{free_port()} {{\n    bind 127.0.0.1\n    kubernetes cluster.local\n}}\n")
+    r = run_cli("-conf", str(conf))
+    assert r.returncode == 1
+    assert (
+        f"{conf}:3 - kubernetes: unable to load in-cluster configuration, "
+        "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined; outside a cluster, "
+        "give 'kubeconfig FILE' to reach a remote one, or 'manifests DIR' to serve objects from "
+        "files without any cluster"
+    ) in r.stderr
+    conf.write_text(
+        f".:{free_port()} {{\n    bind 127.0.0.1\n    kubernetes {{\n        endpoint http://x\n"
+        f"        kubeconfig {tmp_path / 'kc'}\n    }}\n}}\n"
+    )
+    r = run_cli("-conf", str(conf))
+    assert r.returncode == 1
+    assert f"{conf}:5 - kubernetes: kubeconfig '{tmp_path / 'kc'}' does not exist" in r.stderr

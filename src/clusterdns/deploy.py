@@ -132,6 +132,23 @@ def resolve_cluster_ip(a: argparse.Namespace) -> str:
     return str(ip)
 
 
+def _kubeconfig_exists(kubeconfig: str | None) -> None:
+    """Say a missing kubeconfig is missing (the client library calls it "invalid")."""
+    env = os.environ.get("KUBECONFIG", "")
+    if kubeconfig:
+        paths, source = [kubeconfig], "given with --kubeconfig"
+    elif env:
+        paths, source = [p for p in env.split(os.pathsep) if p], "from $KUBECONFIG"
+    else:
+        paths, source = [os.path.expanduser("~/.kube/config")], "the default"
+    if any(os.path.exists(p) for p in paths):
+        return
+    raise DeployError(
+        f"--from-cluster: kubeconfig {' / '.join(paths)} ({source}) does not exist; "
+        "give --kubeconfig FILE, or the Service IP with --cluster-ip IP"
+    )
+
+
 async def cluster_ip_from_cluster(kubeconfig: str | None, context: str | None, ns: str) -> str:
     """The `kube-dns` Service's clusterIP, read with kubeconfig credentials (deploy.sh's
     `kubectl get service kube-dns -o jsonpath={.spec.clusterIP}`)."""
@@ -140,6 +157,7 @@ async def cluster_ip_from_cluster(kubeconfig: str | None, context: str | None, n
     from kubernetes_asyncio.config import ConfigException, new_client_from_config
 
     where = f"Service {ns}/{DNS_SERVICE}"
+    _kubeconfig_exists(kubeconfig)
     try:
         api = await new_client_from_config(
             config_file=kubeconfig, context=context, persist_config=False

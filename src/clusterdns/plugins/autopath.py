@@ -143,7 +143,10 @@ class AutoPath(Plugin):
         first_err: PluginError | None = None
         first_by = ""
         for i, element in enumerate(path):
-            sub = req.derive(dns.name.Name((*base, *_labels(element))))
+            try:
+                sub = req.derive(dns.name.Name((*base, *_labels(element))))
+            except dns.name.NameTooLong:  # no such name can exist: as if it were NXDOMAIN
+                continue
             try:
                 resp = await self.next(sub)
             except PluginError as e:

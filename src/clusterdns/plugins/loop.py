@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 import dns.asyncquery
 import dns.exception
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 
@@ -133,7 +134,11 @@ class Loop(Plugin):
             target = addr.host or ("127.0.0.1" if ":" not in (lst.local[0] or "") else "::1")
             port = lst.local[1]
             self.address = hostport(addr.host, port) if addr.host else f":{port}"
-            q = dns.message.make_query(self.qname, dns.rdatatype.HINFO, use_edns=False)
+            try:
+                q = dns.message.make_query(self.qname, dns.rdatatype.HINFO, use_edns=False)
+            except dns.name.NameTooLong:  # a zone of more than ~215 octets: no probe name
+                log.warning("plugin/loop: zone %s too long for a probe name, unchecked", self.zone)
+                return
             while time.monotonic() < deadline:
                 try:
                     await dns.asyncquery.udp(q, target, port=port, timeout=EXCHANGE_TIMEOUT)

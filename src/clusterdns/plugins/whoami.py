@@ -6,6 +6,8 @@ Syntax::
 
 The answer section is empty; the additional section holds an A or AAAA record with the
 client's IP and an SRV record `_udp.<qname>` / `_tcp.<qname>` whose port is the client's.
+When that SRV owner would be longer than 255 octets (a query name of 251 octets or more), the
+SRV record is left out: CoreDNS sends it anyway, in a message no DNS library can parse.
 """
 
 from __future__ import annotations
@@ -50,11 +52,15 @@ class Whoami(Plugin):
         srv_rd = dns.rdtypes.IN.SRV.SRV(  # type: ignore[no-untyped-call]
             rdclass, dns.rdatatype.SRV, 0, 0, req.remote_port, dns.name.root
         )
-        srv_name = dns.name.Name((f"_{req.proto}".encode(), *qname.labels))
-        m.additional = [
-            dns.rrset.from_rdata_list(qname, 0, [addr_rd]),
-            dns.rrset.from_rdata_list(srv_name, 0, [srv_rd]),
-        ]
+        m.additional = [dns.rrset.from_rdata_list(qname, 0, [addr_rd])]
+        try:
+            srv_name = dns.name.Name((f"_{req.proto}".encode(), *qname.labels))
+        except dns.name.NameTooLong:
+            # CoreDNS writes the over-long owner all the same (a message no client can
+            # parse); a well-formed answer without the SRV is the closest we can give.
+            req.note("whoami: _udp/_tcp + the query name is over 255 octets: no SRV record")
+            return m
+        m.additional.append(dns.rrset.from_rdata_list(srv_name, 0, [srv_rd]))
         return m
 
 

@@ -15,6 +15,7 @@ Syntax::
         noendpoints
         fallthrough [ZONES...]
         ignore empty_service
+        zonal
         startup_timeout DURATION
         apiserver_qps QPS
         apiserver_burst BURST
@@ -33,22 +34,20 @@ sync; until that sync is done, names that do not exist get SERVFAIL instead of N
 `snapshot` (ours) keeps the records in FILE, rewritten at most every INTERVAL (10s) after
 changes, and serves them when the API is not reachable within `startup_timeout` at start, if
 not older than `max_age` (24h) (snapshot_runtime.py; not used with `manifests`). `upstream`
-is accepted and ignored (deprecated); `zonal` and `multicluster` are not supported yet. The
-records served, and where they differ from the specification, are in
+is accepted and ignored (deprecated); `multicluster` is not supported yet. `zonal` adds
+TOPOZONE.(pin|prefer)._zone.SERVICE.NS.svc.ZONE names for headless services (lookup.py).
+The records served, and where they differ from the specification, are in
 docs/plugins/kubernetes.md.
 
-The NS records at the apex name this server's Service, found as CoreDNS finds it: the Service
-whose endpoints hold one of our own addresses. When none does — outside a cluster, or serving
-manifests — the `kube-dns` Service in `kube-system` stands for it (it is what CoreDNS finds in a
-cluster), else `ns.dns.ZONE` with our addresses, CoreDNS's own fallback.
+The NS records at the apex name this server's Service, found as CoreDNS finds it: the Services
+whose endpoints hold one of our own addresses (local.py); when none does, `ns.dns.ZONE` with
+those addresses; with none (bound, or loopback only), NODATA.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +58,7 @@ from clusterdns.corefile.ast import Directive
 from clusterdns.plugin import Plugin, Replay, SetupContext
 from clusterdns.plugins.kubernetes.autopath_search import RESOLV_CONF, resolv_search
 from clusterdns.plugins.kubernetes.handler import Handler
+from clusterdns.plugins.kubernetes.local import local_ips
 from clusterdns.plugins.kubernetes.lookup import Backend, TimedStore
 from clusterdns.plugins.kubernetes.metrics import DNS_PROGRAMMING
 from clusterdns.plugins.kubernetes.setup import Settings, parse
@@ -220,31 +220,6 @@ class Kubernetes(Plugin):
         from clusterdns.plugins.kubernetes.xfr import transfer
 
         return transfer(self.backend, self.settings.zones, zone, serial, self._serial())
-
-
-def local_ips(bind_hosts: list[str]) -> list[str]:
-    """Our own non-loopback addresses: the bound ones, else every interface's (CoreDNS's
-    boundIPs), used to find the Service this server is an endpoint of."""
-    texts = [h for h in bind_hosts if h and h not in ("0.0.0.0", "::")]
-    if not texts:
-        try:
-            import psutil
-
-            for addrs in psutil.net_if_addrs().values():
-                for a in addrs:
-                    if a.family in (socket.AF_INET, socket.AF_INET6):
-                        texts.append(str(a.address))
-        except Exception:  # no interfaces to read (sandbox): no local addresses
-            texts = []
-    out: list[str] = []
-    for t in texts:
-        try:
-            ip = ipaddress.ip_address(t.split("%", 1)[0])
-        except ValueError:
-            continue
-        if not ip.is_loopback and not ip.is_unspecified and str(ip) not in out:
-            out.append(str(ip))
-    return out
 
 
 PLUGIN = Kubernetes

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -45,8 +46,22 @@ _T = dns.rdatatype
 MAX_CNAMES = 8
 
 
-def name(text: str) -> dns.name.Name:
-    return dns.name.from_text(text)
+def name(text: str) -> dns.name.Name | None:
+    """`text` as a name, or None when it cannot be one: longer than 255 octets (a long zone
+    or query name with labels put in front of it), a label over 63 octets or an empty one
+    (an unchecked manifest). CoreDNS writes such a name anyway, and no client can read the
+    answer; we leave that record out instead (CNAME, SRV, PTR, NS, the SOA)."""
+    try:
+        return dns.name.from_text(text)
+    except dns.exception.DNSException:
+        return None
+
+
+def _prefixed(labels: tuple[bytes, ...], zone: dns.name.Name) -> dns.name.Name | None:
+    try:
+        return dns.name.Name((*labels, *zone.labels))
+    except dns.exception.DNSException:
+        return None
 
 
 def address(ip: str, kind: str) -> dns.rdata.Rdata:
@@ -94,11 +109,14 @@ class Answers:
                 target = _fqdn(it.host)
                 if _is_below(q.name, target) or len(previous) >= MAX_CNAMES or target in previous:
                     continue
-                cname = (owner, it.ttl, self._cname(target))
+                target_name = name(target)
+                if target_name is None:
+                    continue
+                cname = (owner, it.ttl, self._cname(target_name))
                 if _is_below(q.zone, target):
                     inner = query_for(target, q.zone, q.nz)
                     recs, _, tc, inner_nx = await self.address(
-                        inner, name(target), kind, [*previous, target]
+                        inner, target_name, kind, [*previous, target]
                     )
                     truncated |= tc
                     if not inner_nx and recs:
@@ -135,6 +153,8 @@ class Answers:
             weight = math.floor(100.0 / total * 100) or 1
             what, ip = host_type(it.host)
             target = name(it.target)
+            if target is None:
+                continue
             key = it.target.lower()
             if (key, it.port) not in dup:
                 dup.add((key, it.port))
@@ -156,8 +176,9 @@ class Answers:
     def cname(self, q: Query, owner: dns.name.Name) -> Result:
         items, nx = self.b.services(q, "CNAME")
         out: list[RR] = []
-        if items and host_type(items[0].host)[0] == CNAME:
-            out.append((owner, items[0].ttl, self._cname(_fqdn(items[0].host))))
+        target = name(_fqdn(items[0].host)) if items else None
+        if target is not None and host_type(items[0].host)[0] == CNAME:
+            out.append((owner, items[0].ttl, self._cname(target)))
         return out, [], False, nx
 
     def ptr(self, q: Query, owner: dns.name.Name) -> Result:
@@ -165,9 +186,10 @@ class Answers:
         out: list[RR] = []
         seen: set[str] = set()
         for it in items:
-            if host_type(it.host)[0] == CNAME and it.host not in seen:
+            target = name(_fqdn(it.host))
+            if host_type(it.host)[0] == CNAME and it.host not in seen and target is not None:
                 seen.add(it.host)
-                rd = dns.rdtypes.ANY.PTR.PTR(_IN, _T.PTR, name(_fqdn(it.host)))  # type: ignore[no-untyped-call]
+                rd = dns.rdtypes.ANY.PTR.PTR(_IN, _T.PTR, target)  # type: ignore[no-untyped-call]
                 out.append((owner, it.ttl, rd))
         return out, [], False, nx
 
@@ -179,6 +201,8 @@ class Answers:
         for it in items:
             what, ip = host_type(it.host)
             target = name(it.target)
+            if target is None:
+                continue
             extra.append((target, it.ttl, address(ip, what)))
             if it.target.lower() not in seen:
                 seen.add(it.target.lower())
@@ -186,13 +210,18 @@ class Answers:
                 out.append((owner, it.ttl, rd))
         return out, extra, False, False
 
-    def soa(self, zone: dns.name.Name, serial: int) -> RR:
+    def soa(self, zone: dns.name.Name, serial: int) -> RR | None:
+        """CoreDNS's plugin.SOA: None for a zone too long to put `ns.dns.` in front of."""
         ttl = self.b.s.ttl
+        mname = _prefixed((b"ns", b"dns"), zone)
+        rname = _prefixed((b"hostmaster",), zone)
+        if mname is None or rname is None:
+            return None
         rd = dns.rdtypes.ANY.SOA.SOA(  # type: ignore[no-untyped-call]
             _IN,
             _T.SOA,
-            dns.name.Name((b"ns", b"dns", *zone.labels)),
-            dns.name.Name((b"hostmaster", *zone.labels)),
+            mname,
+            rname,
             serial & 0xFFFFFFFF,
             7200,
             1800,
@@ -202,5 +231,5 @@ class Answers:
         return (zone, min(ttl, 300), rd)
 
     @staticmethod
-    def _cname(target: str) -> dns.rdata.Rdata:
-        return dns.rdtypes.ANY.CNAME.CNAME(_IN, _T.CNAME, name(target))  # type: ignore[no-untyped-call]
+    def _cname(target: dns.name.Name) -> dns.rdata.Rdata:
+        return dns.rdtypes.ANY.CNAME.CNAME(_IN, _T.CNAME, target)  # type: ignore[no-untyped-call]

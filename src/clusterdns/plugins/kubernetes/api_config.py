@@ -110,8 +110,29 @@ def _kubeconfig_user(path: str, context: str) -> tuple[dict[str, Any], str]:
     return (user or {}).get("user") or {}, os.path.dirname(os.path.abspath(path))
 
 
+#: The way out when there is no cluster to be in.
+OUTSIDE = (
+    "; outside a cluster, give 'kubeconfig FILE' to reach a remote one, or 'manifests DIR' to "
+    "serve objects from files without any cluster"
+)
+
+
+def _located(e: ApiConfigError, settings: ApiSettings) -> ApiConfigError:
+    """The error at the Corefile line that chose the connection (FILE:LINE - …)."""
+    if e.file or not settings.file:
+        return e
+    return ApiConfigError(e.message, settings.file, settings.line)
+
+
 def validate(settings: ApiSettings) -> None:
     """Cheap checks a setup can run (files exist, context exists); raises ApiConfigError."""
+    try:
+        _validate(settings)
+    except ApiConfigError as e:
+        raise _located(e, settings) from None
+
+
+def _validate(settings: ApiSettings) -> None:
     if settings.kubeconfig:
         _check_file(settings.kubeconfig, "kubeconfig")
         _kubeconfig_user(settings.kubeconfig, settings.context)
@@ -132,7 +153,7 @@ def validate(settings: ApiSettings) -> None:
         if not host or not port:
             raise ApiConfigError(
                 "kubernetes: unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST "
-                "and KUBERNETES_SERVICE_PORT must be defined"
+                "and KUBERNETES_SERVICE_PORT must be defined" + OUTSIDE
             )
         sa = _sa_dir()
         _check_file(str(sa / "token"), "service account token file")
@@ -141,7 +162,14 @@ def validate(settings: ApiSettings) -> None:
 
 async def connect(settings: ApiSettings) -> Connection:
     """Build the client Configuration for `settings`; raises ApiConfigError when impossible."""
-    validate(settings)
+    try:
+        return await _connect(settings)
+    except ApiConfigError as e:
+        raise _located(e, settings) from None
+
+
+async def _connect(settings: ApiSettings) -> Connection:
+    _validate(settings)
     conf = Configuration()
     token_file: TokenFile | None = None
     if settings.kubeconfig:

@@ -19,6 +19,8 @@ programming latency is in metrics.py; this source feeds it):
 - `clusterdns_kubernetes_relists_total{kind}` — full relists after 410 Gone;
 - `clusterdns_kubernetes_skipped_objects_total{kind}` — objects that could not be converted.
 
+Staleness, object counts and skipped objects are exported in manifests mode too (manifests.py).
+
 Staleness and object counts are read at scrape time from the running sources (several server
 blocks may each run one; their staleness is the largest, their objects are added up).
 """
@@ -78,7 +80,8 @@ RELISTS = Counter(
 )
 SKIPPED = Counter(
     "skipped_objects_total",
-    "Objects from the Kubernetes API that could not be converted and were skipped.",
+    "Kubernetes objects (from the API or manifest files) that could not be converted and "
+    "were skipped.",
     ["kind"],
     namespace="clusterdns",
     subsystem="kubernetes",

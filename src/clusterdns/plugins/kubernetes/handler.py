@@ -4,8 +4,9 @@ As CoreDNS's plugin/kubernetes/handler.go:
 
 * names outside the plugin's zones go to the next plugin; the zone keeps the query's case;
 * A, AAAA, TXT, CNAME, PTR, MX, SRV are looked up; SOA is answered at the apex only (NODATA
-  below it); NS at the apex (with glue); AXFR/IXFR are REFUSED; any other type is NODATA if
-  the name exists (a fake A lookup decides), else NXDOMAIN;
+  below it); NS at the apex asked in lower case (with glue; in another case NODATA, as CoreDNS's
+  comparison of the lower-cased name with the zone as asked); AXFR/IXFR are REFUSED; any other
+  type is NODATA if the name exists (a fake A lookup decides), else NXDOMAIN;
 * a name that does not exist is passed on when `fallthrough` covers it; otherwise it is
   SERVFAIL while the first sync has not finished, else NXDOMAIN — both with the SOA, as is
   NODATA; answers are authoritative and carry TC if an upstream answer was truncated.
@@ -15,9 +16,9 @@ zone, then that block's chain), which is what CoreDNS's upstream.Lookup does; ne
 so two ExternalNames pointing at each other across zones cannot loop forever.
 
 Fast path (clusterdns.server.fastpath): an answer depends on the store (its slot is bumped on
-every change); SRV answers show the query's case in their targets, so they are only replayed
-to the same spelling; answers that needed `upstream` or came before the first sync are not
-replayed.
+every change); SRV answers show the query's case in their targets, and NS and `ns.dns.ZONE`
+answers depend on it, so those are only replayed to the same spelling; answers that needed
+`upstream` or came before the first sync are not replayed.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import dns.rrset
 
 from clusterdns.errors import PluginError
 from clusterdns.plugins.kubernetes.answers import RR, Answers, Result
-from clusterdns.plugins.kubernetes.lookup import Backend, Query
+from clusterdns.plugins.kubernetes.lookup import NS_NAME, Backend, Query
 from clusterdns.plugins.kubernetes.setup import Settings
 from clusterdns.request import Request
 from clusterdns.server import fastpath
@@ -90,7 +91,9 @@ class Handler:
                 rec.depend(self.slot)  # before reading: a change from here on voids it
             else:
                 rec.veto("kubernetes: not synced")
-            if req.qtype == _T.SRV:
+            if req.qtype in (_T.SRV, _T.NS) or qname.startswith(NS_NAME):
+                # SRV targets show the query's case; the apex NS and `ns.dns.ZONE` are only
+                # answered when the zone is asked in lower case (see above).
                 rec.case_sensitive = True
         owner = req.name
         nz = 0 if zone == "." else zone.count(".")
@@ -110,11 +113,13 @@ class Handler:
         elif qtype == _T.SRV:
             result = answers.srv(q, owner)
         elif qtype == _T.SOA:
-            records = [answers.soa(zone_name, self.serial())] if qname == zone else []
-            result = (records, [], False, False)
+            soa = answers.soa(zone_name, self.serial()) if qname == zone else None
+            result = ([soa] if soa is not None else [], [], False, False)
         elif qtype in (_T.AXFR, _T.IXFR):
             return req.reply(dns.rcode.REFUSED)
-        elif qtype == _T.NS and qname == zone:
+        elif qtype == _T.NS and qname == zone and zone_name.to_text() == zone:
+            # CoreDNS compares the lower-cased name with the zone as asked: an apex asked
+            # in another case falls to the existence check below (NODATA).
             result = answers.ns(q, owner)
         else:  # MX included: Kubernetes has no mail records, only the name's existence matters
             result = ([], [], False, not answers.exists(q))
@@ -139,7 +144,8 @@ class Handler:
         self, req: Request, rcode: int, answers: Answers, zone: dns.name.Name
     ) -> dns.message.Message:
         m = req.reply(rcode, authoritative=True)
-        _fill(m, m.authority, [answers.soa(zone, self.serial())])
+        soa = answers.soa(zone, self.serial())
+        _fill(m, m.authority, [soa] if soa is not None else [])
         return m
 
     async def upstream(self, req: Request, target: str, qtype: int) -> dns.message.Message | None:
@@ -185,6 +191,13 @@ class Handler:
 
 
 def _fill(m: dns.message.Message, section: list[dns.rrset.RRset], rrs: list[RR]) -> None:
+    """Add the records in order; a record given twice is written twice, as CoreDNS does (the NS
+    glue of a dual-stack Service found through both of its EndpointSlices)."""
     for owner, ttl, rd in rrs:
         rrset = m.find_rrset(section, owner, rd.rdclass, rd.rdtype, create=True)
-        rrset.add(rd, ttl)
+        if rd in rrset:
+            again = dns.rrset.RRset(owner, rd.rdclass, rd.rdtype)
+            again.add(rd, ttl)
+            section.append(again)
+        else:
+            rrset.add(rd, ttl)

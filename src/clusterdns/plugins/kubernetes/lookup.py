@@ -26,9 +26,11 @@ DNS_SCHEMA_VERSION = "1.1.0"
 TXT_TTL = 28800
 NS_NAME = "ns.dns."
 _NO_PORT = (Port("", "", -1),)  # CoreDNS's sentinel for objects without ports
-DNS_SERVICE = ("kube-system", "kube-dns")
 
 A, AAAA, CNAME, TXT = "A", "AAAA", "CNAME", "TXT"
+#: `zonal` names: TOPOZONE.pin._zone.… (zone-local endpoints only) or .prefer._zone.…
+#: (zone-local endpoints, else all).
+ZONE_LABEL, PIN, PREFER = "_zone", "pin", "prefer"
 
 
 @dataclass(slots=True)
@@ -61,6 +63,10 @@ class RecordRequest:
     service: str = ""
     namespace: str = ""
     pod_or_svc: str = ""
+    #: `zonal`: the topology zone of TOPOZONE.(pin|prefer)._zone.service.namespace.svc.ZONE,
+    #: and whether the directive was `prefer` (all endpoints when the zone holds none).
+    zone: str = ""
+    zone_prefer: bool = False
 
 
 @lru_cache(maxsize=4096)
@@ -95,6 +101,13 @@ def address_from_reverse(labels: list[str]) -> str:
     return ""
 
 
+def is_default_ns(q: Query) -> bool:
+    """CoreDNS's isDefaultNS: `ns.dns.` then the zone as the query wrote it, found where
+    expected (so a zone asked in another case, or the root zone, never matches)."""
+    name = q.name
+    return name.startswith(NS_NAME) and name.find(q.zone) == len(NS_NAME)
+
+
 def endpoint_hostname(addr: Address, pod_names: bool) -> str:
     """The endpoint's label: hostname, else (endpoint_pod_names) pod name, else dashed IP."""
     if addr.hostname:
@@ -109,8 +122,10 @@ def endpoint_hostname(addr: Address, pod_names: bool) -> str:
     return ""
 
 
-def parse_request(q: Query) -> tuple[RecordRequest, bool]:
-    """CoreDNS's parseRequest: [_port._proto.|endpoint.]service.namespace.(svc|pod).zone."""
+def parse_request(q: Query, zonal: bool = False) -> tuple[RecordRequest, bool]:
+    """CoreDNS's parseRequest: [_port._proto.|endpoint.]service.namespace.(svc|pod).zone, and
+    with `zonal` TOPOZONE.(pin|prefer)._zone.service.namespace.svc.zone (TOPOZONE may span
+    labels: every label left of the directive). Anything else longer is invalid (NXDOMAIN)."""
     r = RecordRequest()
     segs = q.labels[: len(q.labels) - q.nz]
     if not segs or segs == ["svc"] or segs == ["pod"]:
@@ -128,7 +143,11 @@ def parse_request(q: Query) -> tuple[RecordRequest, bool]:
     elif len(rest) == 2:
         r.port, r.protocol = _strip(rest[0]), _strip(rest[1])
     elif rest:
-        return r, True
+        if not zonal or rest[-1] != ZONE_LABEL or r.pod_or_svc != "svc":
+            return r, True
+        if rest[-2] not in (PIN, PREFER):
+            return r, True
+        r.zone, r.zone_prefer = ".".join(rest[:-2]), rest[-2] == PREFER
     return r, False
 
 
@@ -229,13 +248,15 @@ class Backend:
         if qtype == TXT:
             if q.labels[: len(q.labels) - q.nz] == ["dns-version"]:
                 return [Item(text=DNS_SCHEMA_VERSION, ttl=TXT_TTL)], False
-            items, _ = self.records(q)
+            items, nx = self.records(q)
+            if not items and not nx and self.s.zonal and parse_request(q, True)[0].zone:
+                return [], False  # a zonal name that exists but holds nothing: NODATA
             return [], not items  # NODATA if the name holds other records, else NXDOMAIN
         if qtype == "NS":
             return [
                 Item(host=ip, target=name, ttl=ttl) for name, ip in self.ns_addrs(q.zone)
             ], False
-        if q.name == NS_NAME + q.zone.lower():
+        if is_default_ns(q):
             items = []
             for _, ip in self.ns_addrs(q.zone):
                 if host_type(ip)[0] == qtype:
@@ -247,7 +268,7 @@ class Backend:
         return items, nx
 
     def records(self, q: Query) -> tuple[list[Item], bool]:
-        r, invalid = parse_request(q)
+        r, invalid = parse_request(q, self.s.zonal)
         if invalid:
             return [], True
         if not r.pod_or_svc:
@@ -295,6 +316,8 @@ class Backend:
             eps = self.store.service_endpoints(svc.namespace, svc.name)
             if not any(self._ready(a, svc) for ep in eps for a in ep.addresses):
                 return [], True
+        if r.zone and not svc.headless:
+            return [], True  # zonal names are for headless services only (ExternalName too)
         if is_external:
             if r.endpoint or r.port or r.protocol:
                 return [], True
@@ -308,20 +331,12 @@ class Backend:
         if svc.headless or r.endpoint:
             if eps is None:
                 eps = self.store.service_endpoints(svc.namespace, svc.name)
-            pod_names = self.s.endpoint_pod_names
-            for ep in eps:
-                ports = ep.ports or _NO_PORT
-                for addr in ep.addresses:
-                    if not self._ready(addr, svc):
-                        continue
-                    label = endpoint_hostname(addr, pod_names)
-                    if r.endpoint and r.endpoint != label.lower():
-                        continue
-                    for p in ports:
-                        if _port_match(r, p):
-                            found = True
-                            items.append(Item(addr.ip, p.port, f"{label}.{base}", ttl=ttl))
-            return items, not found
+            self._endpoint_items(r, svc, eps, base, r.zone, items)
+            if r.zone:
+                if not items and r.zone_prefer:
+                    self._endpoint_items(r, svc, eps, base, "", items)
+                return items, False  # the name exists: no endpoint in that zone is NODATA
+            return items, not items
         for p in svc.ports or _NO_PORT:
             if not _port_match(r, p):
                 continue
@@ -329,6 +344,29 @@ class Backend:
             for ip in svc.cluster_ips:
                 items.append(Item(ip, p.port, base, ttl=ttl))
         return items, not found
+
+    def _endpoint_items(
+        self,
+        r: RecordRequest,
+        svc: Service,
+        eps: list[Endpoints],
+        base: str,
+        zone: str,
+        out: list[Item],
+    ) -> None:
+        """The items of a headless service or endpoint query (in `zone` only, if given)."""
+        pod_names, ttl = self.s.endpoint_pod_names, self.s.ttl
+        for ep in eps:
+            ports = ep.ports or _NO_PORT
+            for i, addr in enumerate(ep.addresses):
+                if not self._ready(addr, svc) or (zone and ep.zone_of(i) != zone):
+                    continue
+                label = endpoint_hostname(addr, pod_names)
+                if r.endpoint and r.endpoint != label.lower():
+                    continue
+                for p in ports:
+                    if _port_match(r, p):
+                        out.append(Item(addr.ip, p.port, f"{label}.{base}", ttl=ttl))
 
     # ---- Reverse() ----------------------------------------------------------------------
 
@@ -361,34 +399,27 @@ class Backend:
     # ---- the zone's name servers --------------------------------------------------------
 
     def ns_addrs(self, zone: str) -> list[tuple[str, str]]:
-        """(name, IP) of this DNS server, as CoreDNS's nsAddrs finds them.
+        """(name, IP) of this DNS server, as CoreDNS's nsAddrs (plugin/kubernetes/ns.go).
 
-        CoreDNS looks for Endpoints holding one of its own (pod) IPs and names the Services
-        behind them. Those are our local addresses when we run in a pod; when none matches
-        (outside the cluster, or serving manifests) the `kube-dns` Service of `kube-system`
-        stands for us, since that is what CoreDNS finds in a cluster. Without it, CoreDNS's
-        own fallback: `ns.dns.<zone>` with the local addresses.
+        For each of our own addresses (local.py), the endpoints holding it (ready addresses
+        only, as CoreDNS indexes them) name their Service: its cluster IPs, or for a headless
+        one every ready address of that endpoint object under its endpoint name. When no
+        endpoint holds one of them: `ns.dns.ZONE` with our addresses. With no address of our
+        own: nothing, and the apex NS and `ns.dns.ZONE` are NODATA.
         """
         store = self.store
         out: list[tuple[str, str]] = []
-        seen: set[tuple[str, str]] = set()
+        found = False
         for lip in self.local_ips:
             for ep, addr in store.endpoints_by_ip.get(lip, ()):
-                if ep.key in seen:
-                    continue
                 svc = store.service(ep.namespace, ep.service)
                 if not self._ready(addr, svc):
                     continue
-                seen.add(ep.key)
+                found = True
                 if svc is not None:
                     self._service_ns(svc, [ep], zone, out)
-        if seen:
-            return _dedup(out)
-        svc = store.service(*DNS_SERVICE)
-        if svc is not None:
-            self._service_ns(svc, store.service_endpoints(*DNS_SERVICE), zone, out)
-            if out:
-                return _dedup(out)
+        if found:
+            return out  # duplicates kept: CoreDNS writes the glue of each find
         return [(NS_NAME + zone, ip) for ip in self.local_ips]
 
     def _service_ns(
@@ -403,7 +434,3 @@ class Backend:
                 if self._ready(a, svc):
                     label = endpoint_hostname(a, self.s.endpoint_pod_names)
                     out.append((f"{label}.{name}", a.ip))
-
-
-def _dedup(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return list(dict.fromkeys(pairs))

@@ -7,9 +7,12 @@ A YAML file may hold several documents; a JSON file one object or several concat
 `kind: List` and typed lists (`ServiceList`, `kind: PodList`… whose items may omit kind and
 apiVersion, as the API returns them) are unpacked.
 
-Kinds used: Namespace, Service (v1), EndpointSlice (discovery.k8s.io), Endpoints (legacy v1) and
-Pod (v1); any other kind — including a `Service` of another API group, e.g. Knative's — is
-ignored (debug log). The objects are served exactly as if the API had returned them:
+Kinds used: Namespace, Service (v1), EndpointSlice (discovery.k8s.io v1/v1beta1), Endpoints
+(legacy v1) and Pod (v1); other Kubernetes kinds and custom resources — including a `Service` of
+another API group, e.g. Knative's — are ignored (debug log). A kind Kubernetes does not have
+(`kind: Servise`, `apiVersion: v1` with `kind: Deployment`, `apiVersion: v2` with `kind: Service`)
+is ignored with a warning naming the file, the document and the kind (manifest_kinds.py). The
+objects are served exactly as if the API had returned them:
 
 * an object without metadata.namespace is in "default", as `kubectl apply` would put it;
 * legacy Endpoints are converted as the EndpointSlice mirroring controller would (addresses
@@ -31,6 +34,12 @@ reject) is skipped with an `[ERROR]` line naming the file and the 1-based docume
 rest is served. YAML files are split at their `---`/`...` markers, so a syntax error only costs
 its own document.
 
+Metrics (as in API mode, api_metrics.py): `clusterdns_kubernetes_objects{kind}` counts the
+records held, `clusterdns_kubernetes_skipped_objects_total{kind}` the objects the converters
+rejected (at every read), `clusterdns_kubernetes_staleness_seconds` is 0 unless polling or
+re-reading the files keeps failing (then the time since it last worked). Watch events, relists
+and REST client metrics have no meaning here and stay at zero.
+
 Watching: every 0.5 s the file set is stat()ed — (device, inode, size, mtime) of every file,
 new and removed files included. Files changed in the last 2 s are also hashed, because two
 writes within one timestamp tick can leave size and mtime unchanged. On any change everything
@@ -43,11 +52,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from clusterdns import heap
+from clusterdns.plugins.kubernetes import api_metrics
 from clusterdns.plugins.kubernetes.manifest_files import (
     Scan,
     changed,
@@ -55,6 +66,7 @@ from clusterdns.plugins.kubernetes.manifest_files import (
     read_documents,
     scan,
 )
+from clusterdns.plugins.kubernetes.manifest_kinds import SKIP, UNKNOWN, verdict
 from clusterdns.plugins.kubernetes.records import (
     SERVICE_NAME_LABEL,
     BadObject,
@@ -79,7 +91,6 @@ SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
 
 # ---- converting -----------------------------------------------------------------------------
 
-_CORE = {"Namespace", "Service", "Endpoints", "Pod"}
 #: CoreDNS lists pods with `status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown`.
 _GONE_PHASES = {"Succeeded", "Failed", "Unknown"}
 
@@ -97,6 +108,7 @@ class Loaded:
     used_namespaces: set[str] = field(default_factory=set)
     files: int = 0
     errors: int = 0
+    warnings: int = 0  # documents of a kind Kubernetes does not have
 
 
 class _Reader:
@@ -151,17 +163,24 @@ class _Reader:
             self.convert(obj, kind, str(version or ""), where)
         except BadObject as e:
             self.error(f"{where} ({kind} {_name(obj)})", str(e))
+            api_metrics.SKIPPED.labels("Endpoints" if kind == "EndpointSlice" else kind).inc()
 
     def convert(self, obj: Mapping[str, Any], kind: str, version: str, where: str) -> None:
-        group = version.rpartition("/")[0] if "/" in version else ""
         wanted = self.options.kinds
-        if kind in _CORE and group == "":
-            record_kind = kind
-        elif kind == "EndpointSlice" and group == "discovery.k8s.io":
-            record_kind = "Endpoints"
-        else:
-            log.debug("plugin/kubernetes: manifests: %s: %s %s ignored", where, version, kind)
+        judged, why = verdict(version, kind)
+        if judged == UNKNOWN:
+            self.out.warnings += 1
+            log.warning(
+                "plugin/kubernetes: manifests: %s: unknown kind %s (apiVersion %s): %s; "
+                "document ignored", where, kind, version or "missing", why,
+            )  # fmt: skip
             return
+        if judged == SKIP:
+            log.debug(
+                "plugin/kubernetes: manifests: %s: %s %s ignored (%s)", where, version, kind, why
+            )
+            return
+        record_kind = "Endpoints" if kind == "EndpointSlice" else kind
         meta = obj.get("metadata")
         if not isinstance(meta, Mapping):
             raise BadObject("metadata is missing")
@@ -283,13 +302,18 @@ class ManifestSource:
         self._scan: Scan | None = None
         self._task: asyncio.Task[None] | None = None
         self._loaded = False
+        #: time.time() of the last poll that could read the files, and whether the latest did.
+        self._last_good = time.time()
+        self._failing = False
 
     async def start(self) -> None:
         """Load once (so the plugin is ready at once), then watch in the background."""
         await self._reload(first=True)
         self._task = asyncio.create_task(self._watch(), name="kubernetes-manifests")
+        api_metrics.track(self)
 
     async def stop(self) -> None:
+        api_metrics.untrack(self)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -299,6 +323,11 @@ class ManifestSource:
     def synced(self) -> bool:
         return self._loaded
 
+    def staleness(self) -> float:
+        """clusterdns_kubernetes_staleness_seconds: 0 while the files are polled and read, else
+        the time since the last poll that could (a reload that keeps failing)."""
+        return max(0.0, time.time() - self._last_good) if self._failing else 0.0
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
@@ -306,9 +335,11 @@ class ManifestSource:
                 new = await asyncio.to_thread(scan, self.paths)
                 if self._scan is None or changed(self._scan, new):
                     await self._reload(new)
+                self._last_good, self._failing = time.time(), False
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self._failing = True
                 log.exception("plugin/kubernetes: manifests: reload failed")
 
     async def _reload(self, fingerprint: Scan | None = None, first: bool = False) -> None:
@@ -331,7 +362,7 @@ class ManifestSource:
         r = loaded.records
         log.info(
             "plugin/kubernetes: manifests %s: %d services, %d endpoint slices, %d pods, "
-            "%d namespaces from %d files (%d errors)",
+            "%d namespaces from %d files (%d errors, %d documents of unknown kinds)",
             verb, len(r["Service"]), len(r["Endpoints"]), len(r["Pod"]), len(r["Namespace"]),
-            loaded.files, loaded.errors,
+            loaded.files, loaded.errors, loaded.warnings,
         )  # fmt: skip

@@ -8,6 +8,7 @@ the serving path never sees one half-updated.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,12 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
-    """One EndpointSlice (or a legacy Endpoints object) belonging to service `service`."""
+    """One EndpointSlice (or a legacy Endpoints object) belonging to service `service`.
+
+    `zones` is the topology zone of each address (lower-cased, "" for none), parallel to
+    `addresses`; it is only kept when a `zonal` kubernetes plugin asked for it (`keep_zones`),
+    so the default configuration holds nothing more, as CoreDNS's cache.
+    """
 
     name: str
     namespace: str
@@ -63,6 +69,10 @@ class Endpoints:
     addresses: tuple[Address, ...]
     ports: tuple[Port, ...]
     version: str = ""
+    zones: tuple[str, ...] = ()
+
+    def zone_of(self, i: int) -> str:
+        return self.zones[i] if self.zones else ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -94,6 +104,15 @@ class Namespace:
 
 
 Record = Service | Endpoints | Pod | Namespace
+
+#: Whether EndpointSlice zones are kept: set once a `zonal` plugin is configured, for the rest
+#: of the process (the converters are shared by every source; a reload that drops `zonal`
+#: only keeps a few strings more than needed).
+_KEEP_ZONES = [False]
+
+
+def keep_zones() -> None:
+    _KEEP_ZONES[0] = True
 
 
 class BadObject(ValueError):
@@ -172,9 +191,12 @@ def to_endpoint_slice(obj: Obj) -> Endpoints:
     name, ns, version, labels = _meta(obj)
     service = dict(labels).get(SERVICE_NAME_LABEL, "")
     addrs: list[Address] = []
+    zones: list[str] = []
+    keep = _KEEP_ZONES[0]
     for e in obj.get("endpoints") or []:
         if not isinstance(e, Mapping):
             raise BadObject("endpoints entry is not a map")
+        zone = sys.intern(str(e.get("zone") or "").lower()) if keep else ""
         cond = e.get("conditions") or {}
         ready = cond.get("ready")
         ref = e.get("targetRef") or {}
@@ -191,7 +213,10 @@ def to_endpoint_slice(obj: Obj) -> Endpoints:
                     ready=ready is None or bool(ready),
                 )
             )
-    return Endpoints(name, ns, service, tuple(addrs), _ports(obj.get("ports"), "ports"), version)
+            zones.append(zone)
+    ports = _ports(obj.get("ports"), "ports")
+    kept = tuple(zones) if any(zones) else ()
+    return Endpoints(name, ns, service, tuple(addrs), ports, version, kept)
 
 
 def to_endpoints(obj: Obj) -> list[Endpoints]:

@@ -6,8 +6,9 @@ zone must not be a reverse zone (`non-reverse zone name must be used`); surplus 
 `ttl` and `startup_timeout` are ignored (with a warning here); `namespaces` and
 `namespace_labels` exclude each other. Ours: `manifests PATH…` (relative paths are taken from
 the Corefile's directory); `upstream [ADDRESS…]`, removed from CoreDNS, is accepted with a
-deprecation warning so old Corefiles still load; `zonal` and `multicluster` are refused as not
-supported yet; a negative `startup_timeout` is refused (CoreDNS would panic).
+deprecation warning so old Corefiles still load; `multicluster` is refused as not supported
+yet; a negative `startup_timeout` is refused (CoreDNS would panic). `zonal` with `noendpoints`
+is CoreDNS's error.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from clusterdns.corefile.keys import zones_from_args
 from clusterdns.durations import parse_go_duration
 from clusterdns.fallthrough import Fallthrough
 from clusterdns.plugin import SetupContext, unknown_option
+from clusterdns.plugins.kubernetes.records import keep_zones
 from clusterdns.plugins.kubernetes.selector import Selector, parse_selector
 from clusterdns.plugins.kubernetes.snapshot_config import SnapshotSettings, parse_snapshot
 from clusterdns.plugins.kubernetes.source import ApiSettings
@@ -27,7 +29,7 @@ from clusterdns.plugins.kubernetes.source import ApiSettings
 POD_MODES = ("disabled", "verified", "insecure")
 DEFAULT_TTL = 5
 DEFAULT_STARTUP_TIMEOUT = 5.0
-NOT_YET = ("zonal", "multicluster")
+NOT_YET = ("multicluster",)
 _API_OPTIONS = ("endpoint", "tls", "kubeconfig", "apiserver_qps", "apiserver_burst")
 
 
@@ -51,6 +53,7 @@ class Settings:
     manifests: list[str] = field(default_factory=list)
     bind_hosts: list[str] = field(default_factory=list)
     snapshot: SnapshotSettings | None = None  # `snapshot` option (snapshot_config.py)
+    zonal: bool = False
 
 
 def is_reverse(name: str) -> bool:
@@ -135,6 +138,11 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
     if not primary:
         raise d.error("kubernetes: non-reverse zone name must be used")
     s = Settings(zones=zones, primary_zone=primary, bind_hosts=list(ctx.bind_hosts))
+    s.api.file, s.api.line = d.file, d.line
+    for z in zones:
+        if len(z.encode()) + 1 + len("ns.dns.") > 255:  # wire length, root label included
+            ctx.warn(d, f"kubernetes: zone {z} is too long for the SOA's ns.dns.{z}: "
+                     "negative answers will carry no SOA")  # fmt: skip
     base = os.path.dirname(os.path.abspath(d.file)) if d.file else os.getcwd()
     seen: dict[str, Directive] = {}
     for opt in d.children:
@@ -158,6 +166,8 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
         elif name == "endpoint":
             urls = _count(opt, 1)
             s.api.endpoint = urls[0]
+            if not s.api.kubeconfig:
+                s.api.line = opt.line
             if len(urls) > 1:
                 ctx.warn(
                     opt,
@@ -169,6 +179,7 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
         elif name == "kubeconfig":
             args = _count(opt, 1, 2)
             s.api.kubeconfig = args[0]
+            s.api.line = opt.line  # kubeconfig wins over endpoint, as in CoreDNS
             s.api.context = args[1] if len(args) == 2 else ""
         elif name == "labels":
             s.labels = str(_selector(opt, "label"))
@@ -188,6 +199,9 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
         elif name == "noendpoints":
             _count(opt, 0, 0)
             s.noendpoints = True
+        elif name == "zonal":
+            _count(opt, 0, 0)
+            s.zonal = True
         elif name == "ignore":
             if not opt.args:
                 ctx.warn(opt, "kubernetes: 'ignore' without a value does nothing")
@@ -233,6 +247,11 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
             raise _err(opt, f"'{name}' is not supported yet")
         else:
             raise unknown_option("kubernetes", opt)
+    if s.zonal and s.noendpoints:
+        last = max(seen["zonal"], seen["noendpoints"], key=lambda o: o.line)
+        raise _err(last, "zonal requires the endpoint cache; remove noendpoints")
+    if s.zonal:
+        keep_zones()  # EndpointSlice zones are only kept from now on (records.py)
     if s.namespaces and s.namespace_labels is not None:
         last = max(seen["namespaces"], seen["namespace_labels"], key=lambda o: o.line)
         raise _err(last, "namespaces and namespace_labels cannot both be set")

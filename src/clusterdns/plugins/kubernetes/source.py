@@ -38,6 +38,10 @@ class ApiSettings:
     burst: int = 0
     max_inflight: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    #: The Corefile line that chose the connection (kubeconfig/endpoint, else `kubernetes`),
+    #: named by errors raised when connecting.
+    file: str = ""
+    line: int = 0
 
 
 class Source(Protocol):

@@ -56,9 +56,10 @@ def transfer(backend: Backend, zones: list[str], zone: str, serial: int, soa_ser
         raise NotAuthoritative(zone)
     s, store = backend.s, backend.store
     ttl = s.ttl
-    owner, soa_ttl, soa_rd = Answers(backend, _no_upstream).soa(
-        dns.name.from_text(zone), soa_serial
-    )
+    soa_rr = Answers(backend, _no_upstream).soa(dns.name.from_text(zone), soa_serial)
+    if soa_rr is None:  # a zone too long for an SOA has nothing to transfer
+        raise NotAuthoritative(zone)
+    owner, soa_ttl, soa_rd = soa_rr
     soa = dns.rrset.from_rdata(owner, soa_ttl, soa_rd)
     if serial != 0 and soa_serial & 0xFFFFFFFF == serial:
         return [soa]
