@@ -45,6 +45,13 @@ AVAILABLE: dict[str, str] = {
     "cache": "cache",
     "autopath": "autopath",
     "kubernetes": "kubernetes",
+    "nsid": "nsid",
+    "minimal": "minimal",
+    "local": "local",
+    "acl": "acl",
+    "header": "header",
+    "dns64": "dns64",
+    "metadata": "metadata",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

@@ -48,6 +48,10 @@ class Request:
     #: the value, e.g. "kubernetes/client-namespace". None unless a `metadata` plugin covers
     #: the query's zone; readers (log's {/label}, template's .Meta) treat None as "no metadata".
     metadata: dict[str, Callable[[], str]] | None = None
+    #: Set by a plugin that answers by not answering (acl's `drop`, CoreDNS's `return
+    #: RcodeSuccess` without a write): the server writes nothing; the after-write hooks run with
+    #: size 0, as CoreDNS's recorders see an empty write.
+    silent: bool = False
     _qname: str = ""
 
     def note(self, text: str) -> None:

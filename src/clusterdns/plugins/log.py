@@ -39,6 +39,8 @@ from clusterdns.corefile.ast import Directive
 from clusterdns.corefile.keys import normalize_zone
 from clusterdns.durations import parse_go_duration
 from clusterdns.errors import PluginError
+from clusterdns.pkg import metadata
+from clusterdns.pkg.response import classify, typify
 from clusterdns.plugin import Plugin, SetupContext, expect_args, unknown_option
 from clusterdns.request import Request
 from clusterdns.zones import is_subdomain
@@ -53,75 +55,7 @@ COMMON_FORMAT = (
 COMBINED_FORMAT = COMMON_FORMAT + ' "{>opcode}"'
 DEFAULT_MIN_DURATION = 0.1
 
-# ---- response classification (CoreDNS plugin/pkg/response) -------------------------------
-
-NOERROR, NAMEERROR, SERVERERROR, NODATA, DELEGATION, META, UPDATE, OTHERERROR = (
-    "NOERROR", "NXDOMAIN", "SERVERERROR", "NODATA", "DELEGATION", "META", "UPDATE", "OTHERERROR",
-)  # fmt: skip
 CLASSES = ("all", "success", "denial", "error")
-_YEAR68 = 1 << 31
-
-
-def _sig_valid(inception: int, expiration: int, now: int) -> bool:
-    """RRSIG validity in serial-number arithmetic, as miekg/dns's ValidityPeriod."""
-    ti = inception + int((inception - now) / _YEAR68) * _YEAR68
-    te = expiration + int((expiration - now) / _YEAR68) * _YEAR68
-    return ti <= now <= te
-
-
-def _expired(m: dns.message.Message, now: int) -> bool:
-    for section in (m.answer, m.authority, m.additional):
-        for rrset in section:
-            if rrset.rdtype == dns.rdatatype.RRSIG:
-                for sig in rrset:
-                    if not _sig_valid(sig.inception, sig.expiration, now):
-                        return True
-    return False
-
-
-def typify(m: dns.message.Message | None, now: float | None = None) -> str:
-    """The response type CoreDNS's response.Typify gives `m` (OTHERERROR when nothing written)."""
-    if m is None:
-        return OTHERERROR
-    opcode = m.opcode()
-    if opcode == dns.opcode.UPDATE:
-        return UPDATE
-    if opcode == dns.opcode.NOTIFY:
-        return META
-    qtype = m.question[0].rdtype if m.question else None
-    if qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
-        return META
-    do = m.edns >= 0 and bool(m.ednsflags & dns.flags.DO)
-    if do and _expired(m, int(time.time() if now is None else now)):
-        return OTHERERROR
-    rcode = m.rcode()
-    if m.answer and rcode == dns.rcode.NOERROR:
-        if qtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            matched = any(rrset.rdtype == qtype for rrset in m.answer)
-            return NOERROR if matched else NODATA
-        return NOERROR
-    soa = any(rrset.rdtype == dns.rdatatype.SOA for rrset in m.authority)
-    ns = any(rrset.rdtype == dns.rdatatype.NS for rrset in m.authority)
-    if soa and rcode == dns.rcode.NOERROR:
-        return NODATA
-    if soa and rcode == dns.rcode.NXDOMAIN:
-        return NAMEERROR
-    if rcode in (dns.rcode.SERVFAIL, dns.rcode.NOTIMP):
-        return SERVERERROR
-    if ns and rcode == dns.rcode.NOERROR:
-        return DELEGATION
-    if rcode == dns.rcode.NOERROR:
-        return NOERROR
-    return OTHERERROR
-
-
-def classify(rtype: str) -> str:
-    """success, denial or error, as CoreDNS's response.Classify."""
-    if rtype in (NOERROR, DELEGATION):
-        return "success"
-    if rtype in (NAMEERROR, NODATA):
-        return "denial"
-    return "error"
 
 
 # ---- values shared with the prometheus plugin -------------------------------------------
@@ -194,7 +128,7 @@ LABELS: dict[str, _Value] = {
     "{>do}": lambda w: "true" if w.req.do else "false",
     "{>bufsize}": lambda w: str(bufsize(w.req)),
     "{rcode}": _rcode,
-    "{rsize}": lambda w: EMPTY if w.resp is None else str(w.rsize),
+    "{rsize}": lambda w: EMPTY if w.resp is None and not w.req.silent else str(w.rsize),
     "{duration}": lambda w: go_seconds(w.elapsed) + "s",
     "{>rflags}": lambda w: EMPTY if w.resp is None else flags_text(w.resp.flags),
 }
@@ -206,7 +140,7 @@ def parse_format(fmt: str) -> list[Node]:
     """Split a format into literal strings and value functions, as CoreDNS's parseFormat.
 
     Each `}` is paired with the nearest `{` before it, so `{{remote}}` keeps its outer braces;
-    unknown `{x}` stays literal and `{/label}` (metadata, which we do not have) renders as `-`.
+    unknown `{x}` stays literal and `{/label}` is the metadata plugin's value (`-` when unset).
     """
     nodes: list[Node] = []
     s = fmt
@@ -222,7 +156,7 @@ def parse_format(fmt: str) -> list[Node]:
         label = s[i : j + 1]
         value: Node | None = LABELS.get(label)
         if value is None and label.startswith("{/"):
-            value = EMPTY
+            value = _meta(label[2:-1])
         if value is None:
             nodes.append(s[: j + 1])
         else:
@@ -233,6 +167,14 @@ def parse_format(fmt: str) -> list[Node]:
     if s:
         nodes.append(s)
     return nodes
+
+
+def _meta(label: str) -> _Value:
+    def get(w: Written) -> str:
+        v = metadata.value(w.req, label)
+        return EMPTY if v is None else v
+
+    return get
 
 
 def render(nodes: list[Node], w: Written) -> str:
@@ -364,7 +306,9 @@ class Log(Plugin):
     ) -> None:
         elapsed = time.perf_counter() - start
         if rule.wants(resp, elapsed):
-            log.info("%s", render(rule.fmt, Written(req, resp, size, elapsed)))
+            # A query answered by silence (acl's drop) shows as CoreDNS's empty recorder.
+            written = Written(req, None if req.silent else resp, size, elapsed)
+            log.info("%s", render(rule.fmt, written))
 
 
 PLUGIN = Log

@@ -34,6 +34,14 @@ def report_dropped(req: Request, resp: dns.message.Message, size: int) -> None:
     metrics.report(req, "dropped", resp.rcode(), "", size, req.start)
 
 
+def _after_write(req: Request, resp: dns.message.Message, size: int) -> None:
+    for fn in req.after_write:
+        try:
+            fn(req, resp, size)
+        except Exception:  # a recorder must never take the answer down
+            log.exception("after-write hook failed")
+
+
 class Router:
     """One per listening address; `zones` is swapped whole on reload."""
 
@@ -145,14 +153,14 @@ class Router:
                 resp = await self._resolve(req)
             finally:
                 fastpath.end(token)
+        if req.silent:  # a plugin chose not to answer (acl's drop): nothing was written
+            req.answered_by = ""
+            _after_write(req, resp, 0)
+            return None, None
         finish(resp, q)
         limit = udp_limit(q) if proto == "udp" else 65535
         wire = render(resp, limit)
-        for fn in req.after_write:
-            try:
-                fn(req, resp, len(wire))
-            except Exception:  # a recorder must never take the answer down
-                log.exception("after-write hook failed")
+        _after_write(req, resp, len(wire))
         if fast is None:
             return wire, None
         try:

@@ -15,7 +15,7 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 
-from clusterdns.plugins.log import (
+from clusterdns.pkg.response import (
     DELEGATION,
     META,
     NAMEERROR,

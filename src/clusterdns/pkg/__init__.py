@@ -1,0 +1,1 @@
+"""Code shared by several plugins (a plugin never imports another plugin)."""
