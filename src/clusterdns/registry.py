@@ -52,6 +52,9 @@ AVAILABLE: dict[str, str] = {
     "header": "header",
     "dns64": "dns64",
     "metadata": "metadata",
+    "debug": "debug",
+    "root": "root",
+    "cancel": "cancel",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

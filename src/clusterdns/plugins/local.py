@@ -24,6 +24,8 @@ goes to the next plugin.
 
 from __future__ import annotations
 
+import logging
+
 import dns.message
 import dns.name
 import dns.rcode
@@ -41,6 +43,8 @@ from prometheus_client import Counter
 from clusterdns.corefile.ast import Directive
 from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
 from clusterdns.request import Request
+
+log = logging.getLogger("clusterdns.plugins.local")
 
 TTL = 604800
 ZONES = ("localhost.", "0.in-addr.arpa.", "127.in-addr.arpa.", "255.in-addr.arpa.")
@@ -125,6 +129,8 @@ class Local(Plugin):
         qname, qtype, owner = req.qname, req.qtype, req.name
         if self.special(qname):
             req.note("local: a name under localhost. (or a legacy localhost. prefix)")
+            log.debug("plugin/local: Intercepting localhost query for \"%s\" %s, from %s",
+                      qname, req.type_text, req.remote_ip)  # fmt: skip
             LOCALHOST_COUNT.inc()
             m = req.reply()
             rr = loopback(owner, qtype)
