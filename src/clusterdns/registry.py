@@ -55,6 +55,7 @@ AVAILABLE: dict[str, str] = {
     "debug": "debug",
     "root": "root",
     "cancel": "cancel",
+    "timeouts": "timeouts",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.
