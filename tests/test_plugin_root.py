@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.harness import Case, check, serve, validate_block
 from tests.refdiff import pair, query, same
 
@@ -33,8 +35,9 @@ def test_missing_root_is_a_warning(tmp_path: Path) -> None:
     assert f"{conf}:2 - plugin/root: Root path does not exist: {tmp_path / 'nowhere'}" in err
 
 
-def test_setup_errors(tmp_path: Path) -> None:
-    code, err, conf = validate_block(tmp_path, "  root\n")
+@pytest.mark.parametrize("body", ["  root\n", "  root /a /b\n"])
+def test_setup_errors(tmp_path: Path, body: str) -> None:
+    code, err, conf = validate_block(tmp_path, body)
     assert code == 1 and f"{conf}:2 - " in err and "wrong argument count" in err, err
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 
 from clusterdns.corefile.ast import Directive
-from clusterdns.plugin import Plugin, SetupContext, no_block
+from clusterdns.plugin import Plugin, SetupContext, expect_args, no_block
 
 log = logging.getLogger("clusterdns.plugins.root")
 
@@ -33,9 +33,7 @@ class Root(Plugin):
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Root:
         d = directives[0]
         no_block(d)
-        if not d.args:
-            raise d.arg_error()
-        path = d.values[0]  # CoreDNS reads the first argument only
+        (path,) = expect_args(d, 1, 1)
         try:
             os.stat(path)
         except FileNotFoundError:
