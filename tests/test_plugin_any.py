@@ -54,3 +54,22 @@ def test_table(srv: Server, proto: str) -> None:
 )
 def test_setup_errors(tmp_path: Path, block: str, line: int, message: str) -> None:
     setup_error(tmp_path, f"  {block}\n", line, message)
+
+
+def test_same_as_coredns(tmp_path: Path) -> None:
+    from tests.refdiff import pair, query, same
+
+    corefile = """
+.:@PORT@ {
+    bind 127.0.0.1
+    any
+    hosts {
+        10.0.0.1 a.example.org.
+    }
+}
+"""
+    with pair(corefile, tmp_path) as servers:
+        for q in (query("A.Example.org.", "ANY"), query("a.example.org.", "ANY", edns=False),
+                  query("a.example.org.", "ANY", do=True, nsid=True), query("a.example.org.")):  # fmt: skip
+            same(servers, q)
+            same(servers, q, "tcp")

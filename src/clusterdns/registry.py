@@ -51,6 +51,17 @@ AVAILABLE: dict[str, str] = {
     "secondary": "secondary",
     "transfer": "transfer",
     "template": "template",
+    "nsid": "nsid",
+    "minimal": "minimal",
+    "local": "local",
+    "acl": "acl",
+    "header": "header",
+    "dns64": "dns64",
+    "metadata": "metadata",
+    "debug": "debug",
+    "root": "root",
+    "cancel": "cancel",
+    "timeouts": "timeouts",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

@@ -51,6 +51,10 @@ class Request:
     #: Further messages to write after the response, on TCP only: a zone transfer's answer
     #: spans several messages (CoreDNS's plugins may WriteMsg more than once).
     more: list[dns.message.Message] | None = None
+    #: Set by a plugin that answers by not answering (acl's `drop`, CoreDNS's `return
+    #: RcodeSuccess` without a write): the server writes nothing; the after-write hooks run with
+    #: size 0, as CoreDNS's recorders see an empty write.
+    silent: bool = False
     _qname: str = ""
 
     def note(self, text: str) -> None:

@@ -1,4 +1,9 @@
-"""Response classification as CoreDNS's plugin/pkg/response: the log and cache plugins use it."""
+"""CoreDNS's plugin/pkg/response: the type of a response (NOERROR, NODATA, DELEGATION…) and its
+class (success, denial, error).
+
+Shared by the plugins that decide by it: log (its `class` filter), cache (what to keep), minimal
+(what to strip) and dns64 (what to translate). A plugin never imports another, so it lives here.
+"""
 
 from __future__ import annotations
 

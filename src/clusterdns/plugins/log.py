@@ -37,11 +37,8 @@ from clusterdns import metrics
 from clusterdns.corefile.ast import Directive
 from clusterdns.corefile.keys import normalize_zone
 from clusterdns.durations import parse_go_duration
-from clusterdns.pkg.response import (
-    CLASSES,
-    classify,
-    typify,
-)
+from clusterdns.pkg import metadata
+from clusterdns.pkg.response import CLASSES, classify, typify
 from clusterdns.pkg.written import through_chain
 from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
 from clusterdns.request import Request
@@ -127,7 +124,7 @@ LABELS: dict[str, _Value] = {
     "{>do}": lambda w: "true" if w.req.do else "false",
     "{>bufsize}": lambda w: str(bufsize(w.req)),
     "{rcode}": _rcode,
-    "{rsize}": lambda w: EMPTY if w.resp is None else str(w.rsize),
+    "{rsize}": lambda w: EMPTY if w.resp is None and not w.req.silent else str(w.rsize),
     "{duration}": lambda w: go_seconds(w.elapsed) + "s",
     "{>rflags}": lambda w: EMPTY if w.resp is None else flags_text(w.resp.flags),
 }
@@ -139,7 +136,7 @@ def parse_format(fmt: str) -> list[Node]:
     """Split a format into literal strings and value functions, as CoreDNS's parseFormat.
 
     Each `}` is paired with the nearest `{` before it, so `{{remote}}` keeps its outer braces;
-    unknown `{x}` stays literal and `{/label}` (metadata, which we do not have) renders as `-`.
+    unknown `{x}` stays literal and `{/label}` is the metadata plugin's value (`-` when unset).
     """
     nodes: list[Node] = []
     s = fmt
@@ -155,7 +152,7 @@ def parse_format(fmt: str) -> list[Node]:
         label = s[i : j + 1]
         value: Node | None = LABELS.get(label)
         if value is None and label.startswith("{/"):
-            value = EMPTY
+            value = _meta(label[2:-1])
         if value is None:
             nodes.append(s[: j + 1])
         else:
@@ -166,6 +163,14 @@ def parse_format(fmt: str) -> list[Node]:
     if s:
         nodes.append(s)
     return nodes
+
+
+def _meta(label: str) -> _Value:
+    def get(w: Written) -> str:
+        v = metadata.value(w.req, label)
+        return EMPTY if v is None else v
+
+    return get
 
 
 def render(nodes: list[Node], w: Written) -> str:
@@ -266,7 +271,9 @@ class Log(Plugin):
     ) -> None:
         elapsed = time.perf_counter() - start
         if rule.wants(resp, elapsed):
-            log.info("%s", render(rule.fmt, Written(req, resp, size, elapsed)))
+            # A query answered by silence (acl's drop) shows as CoreDNS's empty recorder.
+            written = Written(req, None if req.silent else resp, size, elapsed)
+            log.info("%s", render(rule.fmt, written))
 
 
 PLUGIN = Log

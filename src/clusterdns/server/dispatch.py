@@ -35,6 +35,14 @@ log = logging.getLogger("clusterdns.server")
 report_dropped = metrics.Reported("dropped", False)
 
 
+def _after_write(req: Request, resp: dns.message.Message, size: int) -> None:
+    for fn in req.after_write:
+        try:
+            fn(req, resp, size)
+        except Exception:  # a recorder must never take the answer down
+            log.exception("after-write hook failed")
+
+
 class Router:
     """One per listening address; `zones` is swapped whole on reload."""
 
@@ -158,6 +166,10 @@ class Router:
                 resp = await self._resolve(req)
             finally:
                 fastpath.end(token)
+        if req.silent:  # a plugin chose not to answer (acl's drop): nothing was written
+            req.answered_by = ""
+            _after_write(req, resp, 0)
+            return None, None
         finish(resp, q)
         limit = udp_limit(q) if proto == "udp" else 65535
         wire = render(resp, limit)
@@ -169,11 +181,7 @@ class Router:
                 wires.append(render(m, limit))
             wire = stream(wires)
             size = sum(len(w) for w in wires)
-        for fn in req.after_write:
-            try:
-                fn(req, resp, size)
-            except Exception:  # a recorder must never take the answer down
-                log.exception("after-write hook failed")
+        _after_write(req, resp, size)
         if fast is None:
             return wire, None
         try:

@@ -1,7 +1,8 @@
 """UDP and TCP listeners for one address; both hand bytes to the address's Router.
 
 TCP follows RFC 7766: two-byte length framing, pipelined queries answered as they complete,
-an idle timeout, and a bound on open connections.
+CoreDNS's read, idle and write timeouts and query limit (set by the *timeouts* plugin), and a
+bound on open connections.
 
 A query the router's fast path knows is answered right in the protocol callback, with no task:
 only the others go through the chain (see clusterdns.server.fastpath). With worker processes,
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Coroutine
+from dataclasses import dataclass, fields, replace
 from typing import Any, cast
 
 from clusterdns.config import ListenAddr
@@ -22,9 +24,27 @@ from clusterdns.server.wire import Stream
 
 log = logging.getLogger("clusterdns.server")
 
-TCP_IDLE_TIMEOUT = 8.0  # miekg/dns's default idle timeout, which CoreDNS keeps
 TCP_MAX_CONNECTIONS = 1024
 TCP_MAX_INFLIGHT = 64  # queries one TCP connection may have in flight
+
+
+@dataclass(frozen=True, slots=True)
+class TcpTimeouts:
+    """A TCP connection's limits; the *timeouts* plugin sets them (None: keep the default).
+
+    As CoreDNS's server (over miekg/dns): the first query must arrive within `read`, later ones
+    within `idle` of the previous; an answer not taken by the client within `write` closes the
+    connection, and so does the `max_queries`-th query once answered (-1: no limit).
+    """
+
+    read: float | None = None
+    write: float | None = None
+    idle: float | None = None
+    max_queries: int | None = None
+
+
+#: CoreDNS's defaults (core/dnsserver/server.go), not miekg/dns's.
+DEFAULT_TIMEOUTS = TcpTimeouts(read=3.0, write=5.0, idle=10.0, max_queries=-1)
 
 
 def _socket(
@@ -89,6 +109,9 @@ class _Tcp(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self.inflight = 0
         self.idle: asyncio.TimerHandle | None = None
+        self.writing: asyncio.TimerHandle | None = None
+        self.limits = DEFAULT_TIMEOUTS
+        self.queries = 0  # read on this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -99,19 +122,44 @@ class _Tcp(asyncio.Protocol):
             self.transport.abort()
             return
         self.listener.conns.add(self)
+        self.limits = self.listener.tcp_timeouts()
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.conns.discard(self)
-        if self.idle is not None:
-            self.idle.cancel()
+        for timer in (self.idle, self.writing):
+            if timer is not None:
+                timer.cancel()
         self.transport = None
 
     def _arm(self) -> None:
+        """The first query gets the read timeout, the ones after it the idle timeout."""
         if self.idle is not None:
             self.idle.cancel()
         loop = asyncio.get_running_loop()
-        self.idle = loop.call_later(TCP_IDLE_TIMEOUT, self._timeout)
+        wait = self.limits.idle if self.queries else self.limits.read
+        self.idle = loop.call_later(wait or 0.0, self._timeout)
+
+    def _write(self, wire: bytes) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.write(len(wire).to_bytes(2, "big") + wire)
+        for w in wire.rest if isinstance(wire, Stream) else ():  # a zone transfer
+            t.write(len(w).to_bytes(2, "big") + w)
+        if self.writing is None and t.get_write_buffer_size():
+            loop = asyncio.get_running_loop()
+            self.writing = loop.call_later(self.limits.write or 0.0, self._write_timeout)
+
+    def _write_timeout(self) -> None:
+        self.writing = None
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            self.transport.abort()  # the client does not read its answers
+
+    def _done(self) -> bool:
+        """Whether the connection has served its `max_queries` (then it takes no more)."""
+        limit = self.limits.max_queries
+        return limit is not None and limit >= 0 and self.queries >= limit
 
     def _timeout(self) -> None:
         if self.transport is not None and self.inflight == 0:
@@ -120,8 +168,10 @@ class _Tcp(asyncio.Protocol):
             self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._done():
+            return  # past maxtcpqueries: the connection closes once its answers are out
         self.buf += data
-        while len(self.buf) >= 2:
+        while len(self.buf) >= 2 and not self._done():
             n = int.from_bytes(self.buf[:2], "big")
             if n < 12:  # cannot hold a DNS header: garbage, drop the connection
                 self.close()
@@ -130,16 +180,22 @@ class _Tcp(asyncio.Protocol):
                 break
             msg = bytes(self.buf[2 : 2 + n])
             del self.buf[: 2 + n]
+            self.queries += 1
             fast = self.listener.router.fast
             if fast is not None and self.transport is not None and not self.transport.is_closing():
                 wire = fast.answer(msg, self.peer[0], "tcp")
                 if wire is not None:
-                    self.transport.write(len(wire).to_bytes(2, "big") + wire)
+                    self._write(wire)
                     continue
             self.inflight += 1
             self.listener.spawn(self._answer(msg))
         if self.inflight >= TCP_MAX_INFLIGHT and self.transport is not None:
             self.transport.pause_reading()
+        if self._done():
+            self.buf.clear()
+            if self.inflight == 0:
+                self.close()
+            return
         self._arm()
 
     async def _answer(self, data: bytes) -> None:
@@ -149,10 +205,10 @@ class _Tcp(asyncio.Protocol):
             self.inflight -= 1
             if self.transport is not None and self.inflight < TCP_MAX_INFLIGHT:
                 self.transport.resume_reading()
-        if wire is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(len(wire).to_bytes(2, "big") + wire)
-            for w in wire.rest if isinstance(wire, Stream) else ():  # a zone transfer
-                self.transport.write(len(w).to_bytes(2, "big") + w)
+        if wire is not None:
+            self._write(wire)
+        if self.inflight == 0 and self._done():
+            self.close()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -171,6 +227,22 @@ class Listener:
         self.tasks: set[asyncio.Task[None]] = set()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
+
+    def tcp_timeouts(self) -> TcpTimeouts:
+        """The defaults, with what the blocks served here set (the last one setting a value
+        wins, as CoreDNS merges its server blocks' configs)."""
+        out = DEFAULT_TIMEOUTS
+        seen: set[int] = set()
+        for block in self.router.zones.values():
+            if id(block) in seen:
+                continue
+            seen.add(id(block))
+            p = block.find("timeouts")
+            t = getattr(p, "settings", None)
+            if isinstance(t, TcpTimeouts):
+                given = {f.name: getattr(t, f.name) for f in fields(t)}
+                out = replace(out, **{k: v for k, v in given.items() if v is not None})
+        return out
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -18,6 +18,8 @@ import dns.rcode
 import dns.rrset
 
 HEADER = struct.Struct("!HHHHHH")
+#: request.supportedOptions: NSID, EXPIRE, COOKIE, TCP-KEEPALIVE, PADDING.
+ECHOED = frozenset({3, 9, 10, 11, 12})
 MIN_UDP = 512
 
 
@@ -83,20 +85,24 @@ def finish(resp: dns.message.Message, query: dns.message.Message) -> None:
     """Give the response the EDNS0 the client can take, as CoreDNS's SizeAndDo does.
 
     With an OPT in the query, the reply carries one that reflects the client's UDP size (as
-    the bufsize plugin may have lowered it) and DO bit; without one, the reply has none unless
-    a plugin gave it one (the template plugin's ederror), which is then sent as it is.
+    the bufsize plugin may have lowered it) and DO bit; without one, the reply keeps whatever
+    OPT a plugin gave it (usually none).
     """
     rcode = resp.rcode()
     if query.edns >= 0:
-        # CoreDNS clears a reply's own OPT flags with `&= 0xff00`, which keeps DO (the
-        # template plugin's ederror sets it).
-        do = (query.ednsflags | (resp.ednsflags if resp.edns >= 0 else 0)) & dns.flags.DO
-        # Options a plugin or upstream put in the reply's OPT (EDE, NSID…) are kept.
-        options = list(resp.options) if resp.edns >= 0 else None
+        do = query.ednsflags & dns.flags.DO
+        # CoreDNS's SizeAndDo gives a reply without an OPT the query's own, keeping the options
+        # it calls supported (so an NSID or cookie the client sent comes back as it was).
+        options = [o for o in query.options if o.otype in ECHOED]
+        if resp.edns >= 0:
+            # Options a plugin or upstream put in the reply's OPT (EDE, NSID…) are kept, and so
+            # is its DO bit: SizeAndDo's `Ttl &= 0xff00` meant to clear the flags but keeps DO.
+            options = list(resp.options)
+            do |= resp.ednsflags & dns.flags.DO
         resp.use_edns(0, do, max(MIN_UDP, query.payload), options=options)
         resp.set_rcode(rcode)  # re-apply: extended rcode bits live in the OPT
-    elif resp.edns >= 0:
-        pass  # CoreDNS's SizeAndDo leaves a reply's own OPT alone when the query had none
+    # Without an OPT in the query, an OPT a plugin put in the reply (acl's EDE) stays as it is:
+    # CoreDNS's SizeAndDo returns without touching the reply.
 
 
 def render(resp: dns.message.Message, limit: int) -> bytes:

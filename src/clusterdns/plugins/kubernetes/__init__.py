@@ -55,11 +55,13 @@ import dns.message
 import dns.rrset
 
 from clusterdns.corefile.ast import Directive
+from clusterdns.pkg.metadata import Func
 from clusterdns.plugin import Plugin, Replay, SetupContext
 from clusterdns.plugins.kubernetes.autopath_search import RESOLV_CONF, resolv_search
 from clusterdns.plugins.kubernetes.handler import Handler
 from clusterdns.plugins.kubernetes.local import local_ips
 from clusterdns.plugins.kubernetes.lookup import Backend, TimedStore
+from clusterdns.plugins.kubernetes.metadata import published
 from clusterdns.plugins.kubernetes.metrics import DNS_PROGRAMMING
 from clusterdns.plugins.kubernetes.setup import Settings, parse
 from clusterdns.plugins.kubernetes.source import Source, SourceOptions
@@ -211,6 +213,10 @@ class Kubernetes(Plugin):
         else:
             search = [f"{ns}.svc.{zone}", f"svc.{zone}", zone]
         return [*search, *self.search, ""]
+
+    def metadata(self, req: Request) -> dict[str, Func]:
+        """What the *metadata* plugin publishes for `req` (clusterdns.pkg.metadata.Provider)."""
+        return published(self.settings, self.backend, req)
 
     async def serve(self, req: Request) -> dns.message.Message:
         return await self.resolver.serve(req)
