@@ -21,14 +21,28 @@ COREFILE = """
     }
     whoami
 }
+example.test:@PORT@ {
+    bind 127.0.0.1
+    minimal
+    file db.example.test
+}
 .:@P1@ {
     bind 127.0.0.1
     kubernetes cluster.local {
         manifests k8s.yaml
     }
 }
+example.test:@P1@ {
+    bind 127.0.0.1
+    file db.example.test
+}
 """
-#: kube-dns stands for this server in the NS answer, with its address as glue.
+#: A zone whose NS answer carries glue in the additional section.
+ZONE = """$TTL 300
+@ IN SOA ns1 hostmaster 1 7200 1800 86400 300
+@ IN NS ns1
+ns1 IN A 192.0.2.53
+"""
 K8S = (
     DEMO_WEB
     + """\
@@ -56,7 +70,11 @@ SOA = "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. {
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with serve(COREFILE, tmp_path_factory.mktemp("minimal"), files={"k8s.yaml": K8S}) as s:
+    with serve(
+        COREFILE,
+        tmp_path_factory.mktemp("minimal"),
+        files={"k8s.yaml": K8S, "db.example.test": ZONE},
+    ) as s:
         yield s
 
 
@@ -64,11 +82,11 @@ def test_noerror_answers_are_stripped(srv: Server) -> None:
     # whoami's additional records go; what is left is an empty NOERROR.
     check(srv, [Case("who.example.", answer=[], ns=[], extra=[])])
     # The NS answer keeps its records but loses the glue it has without minimal.
-    full = srv.query("cluster.local.", "NS", port=srv.ports["P1"])
-    assert rrs(full.additional) == ["kube-dns.kube-system.svc.cluster.local. 5 IN A 10.96.0.10"]
-    ns = ["cluster.local. 5 IN NS kube-dns.kube-system.svc.cluster.local."]
+    full = srv.query("example.test.", "NS", port=srv.ports["P1"])
+    assert rrs(full.additional) == ["ns1.example.test. 300 IN A 192.0.2.53"]
+    ns = ["example.test. 300 IN NS ns1.example.test."]
     assert rrs(full.answer) == ns
-    check(srv, [Case("cluster.local.", "NS", answer=ns, ns=[], extra=[], flags={"AA"})])
+    check(srv, [Case("example.test.", "NS", answer=ns, ns=[], extra=[], flags={"AA"})])
 
 
 def test_denials_and_errors_pass_unchanged(srv: Server) -> None:

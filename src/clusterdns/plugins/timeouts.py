@@ -49,7 +49,7 @@ class Timeouts(Plugin):
     handler = False
 
     def __init__(self, settings: TcpTimeouts) -> None:
-        self.settings = settings
+        self.tcp_timeouts = settings  # read by the listeners of its addresses
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Timeouts:

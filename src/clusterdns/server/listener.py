@@ -1,7 +1,7 @@
 """UDP and TCP listeners for one address; both hand bytes to the address's Router.
 
 TCP follows RFC 7766: two-byte length framing, pipelined queries answered as they complete,
-CoreDNS's read, idle and write timeouts and query limit (set by the *timeouts* plugin), and a
+CoreDNS's read, idle and write timeouts and query limit (set by a plugin's `tcp_timeouts`), and a
 bound on open connections.
 
 A query the router's fast path knows is answered right in the protocol callback, with no task:
@@ -30,7 +30,7 @@ TCP_MAX_INFLIGHT = 64  # queries one TCP connection may have in flight
 
 @dataclass(frozen=True, slots=True)
 class TcpTimeouts:
-    """A TCP connection's limits; the *timeouts* plugin sets them (None: keep the default).
+    """A TCP connection's limits; a plugin's `tcp_timeouts` sets them (None: keep the default).
 
     As CoreDNS's server (over miekg/dns): the first query must arrive within `read`, later ones
     within `idle` of the previous; an answer not taken by the client within `write` closes the
@@ -237,9 +237,10 @@ class Listener:
             if id(block) in seen:
                 continue
             seen.add(id(block))
-            p = block.find("timeouts")
-            t = getattr(p, "settings", None)
-            if isinstance(t, TcpTimeouts):
+            # A plugin that sets TCP limits (timeouts) says so with a `tcp_timeouts` attribute.
+            for t in (getattr(p, "tcp_timeouts", None) for p in block.plugins):
+                if not isinstance(t, TcpTimeouts):
+                    continue
                 given = {f.name: getattr(t, f.name) for f in fields(t)}
                 out = replace(out, **{k: v for k, v in given.items() if v is not None})
         return out
