@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import platform
@@ -51,6 +52,18 @@ def _workers(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid worker count: {text!r}") from None
 
 
+def _raise_nofile() -> None:
+    """Raise the soft open-files limit to the hard one, as Go (so CoreDNS) does at start:
+    each TCP connection is a file descriptor, and the common soft limit of 1,024 would
+    cut the listener's own bound on connections short."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _corefile_path(arg: str) -> str | None:
     if arg:
         return arg
@@ -90,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cfg.path}: valid ({len(cfg.blocks)} server blocks)")
         return 0
     logsetup.setup()
+    _raise_nofile()
     try:
         import uvloop
 
