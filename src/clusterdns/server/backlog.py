@@ -17,9 +17,11 @@ plugin drops them; each is counted in clusterdns_udp_dropped_total{server, reaso
 reason `overflow` (pushed out by newer queries) or `stale` (waited past max_age). TCP queries
 are never dropped (their connections are bounded instead, see clusterdns.server.listener).
 
-The `shed` plugin (clusterdns.plugins.shed) tightens the bound to CoreDNS's fixed stack depth
-and counts drops in CoreDNS's coredns_shed_dropped_total as well; the listener finds it among
-its server blocks' plugins through the `Shedder` protocol, so no core code imports a plugin.
+A plugin may set a listener's Limits and be told of its drops: the `shed` plugin
+(clusterdns.plugins.shed) does, to count them in CoreDNS's coredns_shed_dropped_total as well
+(its Limits are CoreDNS's fixed depth, which is also the default). The listener finds such
+plugins among its server blocks' plugins through the `Shedder` protocol (so no core code
+imports a plugin), again after a reload.
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ from prometheus_client import Counter
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    waiting: int = 4096  # queries waiting for their turn
-    inflight: int = 1024  # queries in the chain, waiting ones included
+    #: Queries waiting for their turn: CoreDNS shed's fixed stack depth.
+    waiting: int = 1024
+    #: Queries in the chain, waiting ones included. A query forwarded to a dead upstream costs
+    #: ~15 KiB for up to 5s: 1,024 keep a flood's cost under ~20 MiB, and 1,024 queries
+    #: outstanding is more than the chain answers in a second with any sane upstream.
+    inflight: int = 1024
     max_age: float = 2.0  # seconds a query may wait for its turn
 
 
