@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import dns.rcode
+import pytest
 
 from tests.coredns_ref import serve_coredns
 from tests.harness import Server, run_cli, serve
@@ -185,3 +186,50 @@ def test_query_without_corefile_says_it_uses_the_default(tmp_path: Path) -> None
 
 
 # ---- unset environment variables ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("corefile", "line", "message"),
+    [
+        (
+            ".:{$OPS_TEST_UNSET_PORT} {\n    whoami\n}\n",
+            1,
+            "invalid server block key '.:': expecting data after last colon: '.:' "
+            "(the environment variable OPS_TEST_UNSET_PORT is not set)",
+        ),
+        (
+            "{env.OPS_TEST_UNSET_ZONE}:1053 {\n    whoami\n}\n",
+            1,
+            "(the environment variable OPS_TEST_UNSET_ZONE is not set)",
+        ),
+        (
+            ".:1053 {\n    kubernetes cluster.local {\n        ttl {$OPS_TEST_UNSET_TTL}\n"
+            "    }\n}\n",
+            3,
+            'kubernetes: strconv.Atoi: parsing "": invalid syntax '
+            "(the environment variable OPS_TEST_UNSET_TTL is not set)",
+        ),
+        (
+            '.:1053 {\n    reload "{$OPS_TEST_UNSET_A}" {$OPS_TEST_UNSET_B}\n}\n',
+            2,
+            "reload: invalid duration '': empty duration (the environment variables "
+            "OPS_TEST_UNSET_A and OPS_TEST_UNSET_B are not set)",
+        ),
+    ],
+)
+def test_unset_environment_variable_is_named(
+    tmp_path: Path, corefile: str, line: int, message: str
+) -> None:
+    conf = tmp_path / "Corefile"
+    conf.write_text(corefile)
+    r = run_cli("-conf", str(conf), "-validate")
+    assert r.returncode == 1
+    assert f"{conf}:{line} - " in r.stderr and message in r.stderr, r.stderr
+
+
+def test_set_environment_variable_is_not_mentioned(tmp_path: Path) -> None:
+    conf = tmp_path / "Corefile"
+    conf.write_text(".:1053 {\n    bufsize {$OPS_TEST_BUF}\n}\n")
+    r = run_cli("-conf", str(conf), "-validate", env={"OPS_TEST_BUF": "x"})
+    assert r.returncode == 1
+    assert r.stderr.endswith("bufsize: 'x' is not a number\n"), r.stderr
