@@ -233,3 +233,23 @@ def test_set_environment_variable_is_not_mentioned(tmp_path: Path) -> None:
     r = run_cli("-conf", str(conf), "-validate", env={"OPS_TEST_BUF": "x"})
     assert r.returncode == 1
     assert r.stderr.endswith("bufsize: 'x' is not a number\n"), r.stderr
+
+
+# ---- no warning about values the user never wrote -------------------------------------------
+
+
+@pytest.mark.parametrize("line", ["reload 10s", "reload 4s 10s", "reload 10s 0s"])
+def test_reload_lowers_the_jitter_silently(tmp_path: Path, line: str) -> None:
+    conf = tmp_path / "Corefile"
+    conf.write_text(f".:1053 {{\n    {line}\n    whoami\n}}\n")
+    r = run_cli("-conf", str(conf), "-validate")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+
+
+def test_reload_jitter_below_a_second_names_zero_as_allowed(tmp_path: Path) -> None:
+    conf = tmp_path / "Corefile"
+    conf.write_text(".:1053 {\n    reload 10s 500ms\n}\n")
+    r = run_cli("-conf", str(conf), "-validate")
+    assert r.returncode == 1
+    assert f"{conf}:2 - reload: jitter value must be 0 or greater or equal to 1s" in r.stderr
