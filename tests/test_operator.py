@@ -253,3 +253,53 @@ def test_reload_jitter_below_a_second_names_zero_as_allowed(tmp_path: Path) -> N
     r = run_cli("-conf", str(conf), "-validate")
     assert r.returncode == 1
     assert f"{conf}:2 - reload: jitter value must be 0 or greater or equal to 1s" in r.stderr
+
+
+# ---- the docs agree with the product --------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _generated_rules() -> list[tuple[str, list[str]]]:
+    import yaml
+
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "clusterdns.yaml").read_text()))
+    role = next(d for d in docs if d and d["kind"] == "ClusterRole")
+    return [(r["apiGroups"][0], sorted(r["resources"])) for r in role["rules"]]
+
+
+def test_one_rbac_list_everywhere() -> None:
+    import yaml
+
+    generated = _generated_rules()
+    assert generated == [("", ["endpoints", "namespaces", "pods", "services"]),
+                         ("discovery.k8s.io", ["endpointslices"])]  # fmt: skip
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    role = next(d for b in blocks for d in yaml.safe_load_all(b) if d["kind"] == "ClusterRole")
+    assert [(r["apiGroups"][0], sorted(r["resources"])) for r in role["rules"]] == generated
+    for resources in re.findall(r"--resource=(\S+)", text):
+        names = {r.split(".")[0] for r in resources.split(",")}
+        assert names <= {"endpoints", "services", "pods", "namespaces", "endpointslices"}
+    create = re.search(r"create clusterrole clusterdns \\\n\s+--verb=list,watch \\\n\s+"
+                       r"--resource=(\S+)", text)  # fmt: skip
+    assert create is not None
+    assert sorted(r.split(".")[0] for r in create.group(1).split(",")) == sorted(
+        res for _, rs in generated for res in rs
+    )
+
+
+def test_one_image_name_everywhere() -> None:
+    from clusterdns.deploy import DEFAULT_IMAGE
+
+    for path in ("Dockerfile", "docs/migrating-from-coredns.md", "deploy/clusterdns.yaml"):
+        text = (ROOT / path).read_text()
+        names = set(re.findall(r"[\w./-]*clusterdns:\d+\.\d+\.\d+", text))
+        assert names == {DEFAULT_IMAGE}, (path, names)
+
+
+def test_readme_has_no_stale_claims() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert "not available yet" not in text
+    assert "within two seconds" not in text
+    assert ".venv/bin/clusterdns" in text
