@@ -79,6 +79,38 @@ def test_idle_and_half_sent_connections_do_not_lock_clients_out(
                 s.close()
 
 
+def test_idle_timeout_shrinks_under_pressure(tmp_path: Path, many_fds: None) -> None:
+    """900 connections that each had a query answered: past half the bound (512) the ones idle
+    the longest are closed before the 10s idle timeout, until the pressure eases."""
+    import selectors
+
+    socks: list[socket.socket] = []
+    with serve(TCP, tmp_path) as srv:
+        try:
+            first = 0.0
+            for _ in range(900):
+                s = _connect(srv.port)
+                dns.query.tcp(dns.message.make_query("idle.example.org.", "A"), HOST, sock=s)
+                first = first or time.monotonic()
+                socks.append(s)
+            sel = selectors.DefaultSelector()
+            for s in socks:
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+            closed = 0
+            deadline = first + 8  # the first one is then idle 8s: under the 10s idle timeout
+            while closed < 200 and time.monotonic() < deadline:
+                for key, _ in sel.select(0.2):
+                    sel.unregister(key.fileobj)
+                    closed += 1
+            assert closed >= 200, f"only {closed} of 900 idle connections closed"
+            r = dns.query.tcp(dns.message.make_query("x.example.org.", "A"), HOST, port=srv.port)
+            assert r.rcode() == dns.rcode.NOERROR
+        finally:
+            for s in socks:
+                s.close()
+
+
 def _closed_by_server(s: socket.socket, trickle: bytes, until: float) -> bool:
     """Send `trickle` a byte every 0.3s; True once the server closed the connection."""
     s.settimeout(0.3)

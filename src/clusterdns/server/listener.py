@@ -120,6 +120,7 @@ class _Tcp(asyncio.Protocol):
         conns[self] = None
         self.last = asyncio.get_running_loop().time()
         self._arm(self.last + TCP_READ_TIMEOUT)
+        self.listener.pressure()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.conns.pop(self, None)
@@ -232,6 +233,7 @@ class Listener:
         self._tcp: asyncio.base_events.Server | None = None
         self._zones: dict[str, Block] | None = None  # the zones `_shedders` was found for
         self._shedders: list[backlog.Shedder] = []
+        self._sweeper: asyncio.TimerHandle | None = None
         self.limits = backlog.DEFAULT
         if router.pacer is not None:
             router.pacer.sheddable = self.udp_tasks.__contains__
@@ -292,6 +294,26 @@ class Listener:
         share = min(1.0, (n - half) / half)
         return max(TCP_MIN_IDLE, TCP_IDLE_TIMEOUT - share * (TCP_IDLE_TIMEOUT - TCP_MIN_IDLE))
 
+    def pressure(self) -> None:
+        """Past half the bound, sweep every second for connections idle past the (now shorter)
+        idle timeout: their own timers were set when it was longer."""
+        if self._sweeper is None and len(self.conns) > TCP_MAX_CONNECTIONS / 2:
+            self._sweeper = asyncio.get_running_loop().call_later(1.0, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        idle = self.idle_timeout()
+        stale: list[_Tcp] = []
+        for c in self.conns:  # the one idle the longest first
+            if c.last + idle > now:
+                break
+            if c.inflight == 0 and not c.buf and c.served:
+                stale.append(c)
+        for c in stale:
+            c.abort()
+        self.pressure()
+
     def make_room(self) -> bool:
         """Close the connection idle the longest (no query of it in the chain); False if
         every connection has one."""
@@ -317,6 +339,9 @@ class Listener:
 
     async def stop(self) -> None:
         """Stop accepting, let queries in flight finish briefly, then close connections."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
