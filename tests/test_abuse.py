@@ -179,6 +179,19 @@ def _wait_answering(srv: Server) -> None:
     raise AssertionError(srv.output)
 
 
+def _answered_within(srv: Server, name: str, seconds: float) -> bool:
+    """Asked again every 0.2s, as a stub resolver retries: the first try may meet the tail of
+    the flood in the kernel's full receive queue, which drops it before the server sees it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            r = srv.query(name, timeout=min(0.2, max(0.01, deadline - time.monotonic())))
+            return r.rcode() == dns.rcode.NOERROR
+        except (dns.exception.Timeout, BlockingIOError):
+            continue
+    return False
+
+
 def test_udp_flood_of_new_names_is_bounded(tmp_path: Path) -> None:
     """50,000 never-seen names forwarded to an upstream that never answers: memory stays
     bounded, the drops are counted, and a new name is answered within a second after."""
@@ -197,8 +210,7 @@ def test_udp_flood_of_new_names_is_bounded(tmp_path: Path) -> None:
                 if i % 500 == 499:  # let the server read them rather than the kernel drop them
                     time.sleep(0.01)
                     peak = max(peak, _rss_mib(srv.proc.pid))
-        r = srv.query("never-asked.example.org.", timeout=1.0)
-        assert r.rcode() == dns.rcode.NOERROR
+        assert _answered_within(srv, "never-asked.example.org.", 1.0)
         for _ in range(6):  # the forwarded queries time out meanwhile
             time.sleep(0.5)
             peak = max(peak, _rss_mib(srv.proc.pid))
@@ -209,8 +221,7 @@ def test_udp_flood_of_new_names_is_bounded(tmp_path: Path) -> None:
             for reason in ("overflow", "stale", "cancelled")
         )
         assert dropped > 0, body
-        r = srv.query("after.example.org.", timeout=1.0)
-        assert r.rcode() == dns.rcode.NOERROR
+        assert _answered_within(srv, "after.example.org.", 1.0)
 
 
 # ---- the pacer's bounded queue, on a real event loop --------------------------------------
