@@ -1,6 +1,6 @@
 # ClusterDNS image: `clusterdns -conf /etc/coredns/Corefile`, so a CoreDNS Deployment's
 # ConfigMap mount works unchanged. Non-root (uid 65532), nothing written at run time: runs
-# with a read-only root filesystem. Build: docker build -t clusterdns:0.1.0 .
+# with a read-only root filesystem. Build: docker build -t clusterdns/clusterdns:0.1.0 .
 ARG PYTHON_VERSION=3.11
 
 # ---- build: install the package and its dependencies into a virtualenv ----------------------

@@ -300,7 +300,7 @@ ERROR_CASES: list[tuple[str, str, str]] = [
     (
         "empty keys",
         "{$NOPE} {\n}",
-        "Corefile:1 - missing server block keys (empty word or unset variable?)",
+        "Corefile:1 - missing server block keys (the environment variable NOPE is not set)",
     ),
     ("comma then brace", "a, {\n}", "Corefile:1 - expected another key after ',' but found '{'"),
     (
@@ -333,7 +333,7 @@ ERROR_CASES: list[tuple[str, str, str]] = [
     (
         "empty name",
         ". {\n {$NOPE} x\n}",
-        "Corefile:2 - empty directive name (unset environment variable?)",
+        "Corefile:2 - empty directive name (the environment variable NOPE is not set)",
     ),
     (
         "import no arg",

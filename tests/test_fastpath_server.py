@@ -187,7 +187,7 @@ def test_reload_voids_every_entry(server_factory: Callable[..., Server]) -> None
     assert srv.http("P1", "/ready")[0] == 200 and srv.http("P2", "/health")[0] == 200
     srv.conf.write_text(srv.conf.read_text().replace("10.0.0.1", "10.0.0.2"))
     srv.signal(signal.SIGUSR1)
-    srv.wait_output(r"Running configuration SHA512")
+    srv.wait_output(r"\[INFO\] Reloading complete")
     assert answers(srv, "fixed.example.", 20) == {"10.0.0.2"}  # main and worker alike
 
 

@@ -35,7 +35,9 @@ def refuses_connections(srv: Server, host: str) -> bool:
 
 
 def listening(srv: Server) -> set[str]:
-    return set(re.findall(r"listening on (\S+):\d+", srv.output))
+    """The addresses of the start banner's `ZONE:PORT on IP` lines (CoreDNS's)."""
+    srv.wait_output(r"ClusterDNS-\d")  # the banner is complete
+    return set(re.findall(r"(?m)^\S+:\d+ on (\S+)$", srv.output))
 
 
 def lo_addresses() -> list[str]:

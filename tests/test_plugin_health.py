@@ -86,13 +86,13 @@ def test_endpoints_survive_reloads(server_factory: Callable[..., Server]) -> Non
         text + f"other.test:{srv.port} {{\n bind 127.0.0.1\n health 127.0.0.1:{p1}\n}}\n"
     )
     srv.signal(signal.SIGUSR1)
-    srv.wait_output(r"Running configuration SHA512")
+    srv.wait_output(r"\[INFO\] Reloading complete")
     assert endpoints() == [200, 200, 200]
     assert srv.query("x.other.test.", "A").rcode() == dns.rcode.SERVFAIL
     srv.conf.write_text(".:" + str(srv.port) + " {\n bind 127.0.0.1\n whoami\n}\n")
     srv.signal(signal.SIGUSR1)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and srv.output.count("Running configuration") < 2:
+    while time.monotonic() < deadline and srv.output.count("Reloading complete") < 2:
         time.sleep(0.05)
     with pytest.raises(OSError):
         srv.http("P1", "/health")  # nobody serves the address any more: it is closed

@@ -61,7 +61,10 @@ def test_invalid_change_keeps_old_config(server_factory: Callable[..., Server]) 
             "hosts {", "hosts {\n        bogus_option 1 2 3\n        ttl x"
         )
     )
-    srv.wait_output(r"\[ERROR\] reload: .*Corefile:\d+ - ")
+    srv.wait_output(r"\[ERROR\] Restart failed: .*Corefile:\d+ - ")
+    srv.wait_output(
+        r"\[ERROR\] plugin/reload: Corefile changed but reload failed: .*Corefile:\d+ - "
+    )
     assert _answer(srv, "a.example.org.") == "10.0.0.1"
     assert _wait(lambda: _metric(srv, "coredns_reload_failed_total") == before + 1)
     # A later valid change still applies.

@@ -1,16 +1,27 @@
-"""`clusterdns`: CoreDNS's command line (single-dash flags), exit codes and signals.
+"""`clusterdns`: CoreDNS's command line (single-dash flags), start banner, exit codes, signals.
 
 Exit 0 on a clean stop, 1 on a configuration or bind error (message on stderr).
-SIGTERM/SIGINT stop gracefully (lameduck honoured); SIGUSR1 reloads the Corefile now.
+
+The banner is CoreDNS's (core/dnsserver/onstartup.go, coremain.showVersion): per listening
+address, each zone sorted as `ZONE:PORT`, with ` on IP` when bound to one address (and
+CoreDNS's warning for a zone outside RFC 1035's preferred syntax), then the reload plugin's
+SHA512 line, then `ClusterDNS-VERSION` and `OS/ARCH, pythonX.Y.Z`. `-quiet` drops it.
+
+Signals as caddy's TrapSignals, with its log lines: SIGTERM stops gracefully (lameduck
+honoured); SIGINT too, and a second SIGINT during the stop quits at once (exit 2); SIGQUIT
+quits at once (exit 0); SIGUSR1 reloads the Corefile now; SIGHUP is ignored; SIGUSR2
+(caddy's binary upgrade) is logged and refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import platform
+import re
 import signal
 import sys
 
@@ -22,11 +33,34 @@ from clusterdns.runtime import Runtime
 log = logging.getLogger("clusterdns")
 
 
+COMMANDS = """commands (before any flag):
+  clusterdns query [-conf Corefile] [--trace] NAME [TYPE]
+                        resolve a name through the Corefile in-process and print the
+                        answer like dig (see `clusterdns query -h`)
+  clusterdns manifests --cluster-ip IP [--cluster-domain DOMAIN] ...
+                        print the Kubernetes manifests to deploy ClusterDNS
+                        (see `clusterdns manifests -h`)
+"""
+
+#: Go's GOARCH names for what platform.machine() says, as CoreDNS prints them.
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
+
+
+def version_lines() -> str:
+    """coremain's versionString and releaseString, with ClusterDNS's name and runtime."""
+    arch = GOARCH.get(platform.machine(), platform.machine())
+    return (
+        f"{SERVER_NAME}-{__version__}\n{sys.platform}/{arch}, python{platform.python_version()}\n"
+    )
+
+
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="clusterdns",
         description="ClusterDNS, a CoreDNS-compatible cluster DNS server.",
         prefix_chars="-",
+        epilog=COMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-conf", "--conf", default="", help="Corefile to load (default ./Corefile)")
     p.add_argument("-dns.port", "--dns.port", "-p", dest="port", type=int, default=53,
@@ -51,6 +85,18 @@ def _workers(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid worker count: {text!r}") from None
 
 
+def _raise_nofile() -> None:
+    """Raise the soft open-files limit to the hard one, as Go (so CoreDNS) does at start:
+    each TCP connection is a file descriptor, and the common soft limit of 1,024 would
+    cut the listener's own bound on connections short."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _corefile_path(arg: str) -> str | None:
     if arg:
         return arg
@@ -73,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return snapshot_main(rest[1:])
     a = _args(argv)
     if a.version:
-        print(f"{SERVER_NAME}-{__version__}")
-        print(f"{sys.platform}/{platform.machine()}, python{platform.python_version()}")
+        print(version_lines(), end="")
         return 0
     if a.plugins:
         print("Server types:\n  dns\n\nOther plugins:")
@@ -94,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cfg.path}: valid ({len(cfg.blocks)} server blocks)")
         return 0
     logsetup.setup()
+    _raise_nofile()
     try:
         import uvloop
 
@@ -104,6 +150,43 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(cfg, a.port, a.quiet, a.workers))
     except KeyboardInterrupt:
         return 0
+
+
+_RFC1035 = re.compile(r"^(([A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)\.)+$")
+
+
+def _zone_syntax_ok(zone: str) -> bool:
+    """CoreDNS's checkZoneSyntax: RFC 1035's preferred syntax; the root and reverse zones pass."""
+    if zone == "." or zone.endswith((".in-addr.arpa.", ".ip6.arpa.")):
+        return True
+    return _RFC1035.match(zone) is not None
+
+
+def startup_zones(rt: Runtime) -> str:
+    """CoreDNS's startUpZones for every listening address, in the Corefile's order."""
+    out: list[str] = []
+    for addr, lst in rt.listeners.items():
+        prefix = "" if addr.transport == "dns" else f"{addr.transport}://"
+        port = lst.local[1]
+        for zone in sorted(lst.router.zones):
+            if not _zone_syntax_ok(zone):
+                out.append(f'Warning: Domain "{zone}" does not follow RFC1035 preferred syntax')
+            where = f" on {addr.host}" if addr.host else ""
+            out.append(f"{prefix}{zone}:{port}{where}")
+    return "".join(line + "\n" for line in out)
+
+
+def log_running_sha(cfg: config_mod.Config) -> None:
+    """The reload plugin's line, logged when a configuration with it starts."""
+    if any(p.name == "reload" for p in cfg.plugins()):
+        log.info("plugin/reload: Running configuration SHA512 = %s", cfg.digest)
+
+
+def _flush_and_exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 async def _serve(cfg: config_mod.Config, port: int, quiet: bool, workers: int = 0) -> int:
@@ -117,22 +200,51 @@ async def _serve(cfg: config_mod.Config, port: int, quiet: bool, workers: int = 
         print(f"Error: {e}", file=sys.stderr)
         return 1
     if not quiet:
-        for lst in rt.listeners.values():
-            print(f"{lst.addr.transport}://{lst.addr.host or ''}:{lst.local[1]}", flush=True)
-        print(f"{SERVER_NAME}-{__version__}", flush=True)
-        print(f"{sys.platform}/{platform.machine()}, python{platform.python_version()}", flush=True)
+        print(startup_zones(rt), end="", flush=True)
+    log_running_sha(cfg)
+    if not quiet:
+        print(version_lines(), end="", flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, rt.request_reload)
+    interrupts = 0
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:  # caddy: a second SIGINT while shutting down quits at once
+            log.info("SIGINT: Force quit")
+            _flush_and_exit(2)
+        log.info("SIGINT: Shutting down")
+        stop.set()
+
+    def on_sigterm() -> None:
+        if not stop.is_set():
+            log.info("SIGTERM: Shutting down servers then terminating")
+        stop.set()
+
+    def on_sigquit() -> None:
+        log.info("SIGQUIT: Quitting process immediately")
+        _flush_and_exit(0)
+
+    def on_sigusr1() -> None:
+        log.info("SIGUSR1: Reloading")
+        rt.request_reload("SIGUSR1")
+
+    def on_sigusr2() -> None:
+        log.info("SIGUSR2: Upgrading")
+        log.error("SIGUSR2: upgrading: not supported by %s (restart the process)", SERVER_NAME)
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    loop.add_signal_handler(signal.SIGQUIT, on_sigquit)
+    loop.add_signal_handler(signal.SIGUSR1, on_sigusr1)
+    loop.add_signal_handler(signal.SIGUSR2, on_sigusr2)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # caddy ignores it
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(rt.stopping.wait())]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for w in waiters:
         w.cancel()
     fatal = rt.exit_code != 0  # a plugin (loop) stopped the server: exit now, no lameduck
-    if not fatal:
-        log.info("SIGTERM: Shutting down servers then terminating")
     await rt.stop(lameduck=not fatal)
     return rt.exit_code
 

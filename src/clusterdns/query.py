@@ -175,6 +175,12 @@ def main(argv: list[str]) -> int:
         print(f"Error: {e}", file=sys.stderr)
         return 2
     path = a.conf or ("Corefile" if os.path.exists("Corefile") else None)
+    if path is None:
+        print(
+            "clusterdns query: no Corefile (no -conf, none in this directory): using the "
+            "built-in default, whoami and log on every name",
+            file=sys.stderr,
+        )
     try:
         cfg = config_mod.load(path, a.dns_port)
     except ConfigErrors as e:

@@ -31,6 +31,7 @@ AVAILABLE: dict[str, str] = {
     "bind": "bind",
     "ready": "ready",
     "health": "health",
+    "shed": "shed",
     "prometheus": "prometheus",
     "errors": "errors",
     "log": "log",

@@ -93,7 +93,7 @@ class Runtime:
         for w in self.config.warnings:
             log.warning("%s", w)
         for addr, lst in self.listeners.items():
-            log.info("%s listening on %s:%d", addr.label, lst.local[0] or "*", lst.local[1])
+            log.debug("%s listening on %s:%d", addr.label, lst.local[0] or "*", lst.local[1])
         if self.fast:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         if self.workers > 0:
@@ -178,32 +178,49 @@ class Runtime:
                 log.warning("%s", w)
             return True
 
-    def request_reload(self) -> None:
-        """Reload from the Corefile in a task of its own (the caller may be stopped by it)."""
-        task = asyncio.get_running_loop().create_task(self.reload_file())
+    def request_reload(self, trigger: str = "plugin/reload") -> None:
+        """Reload from the Corefile in a task of its own (the caller may be stopped by it).
+
+        `trigger` (plugin/reload or SIGUSR1) names who asked in the error line of a failure,
+        as CoreDNS's "plugin/reload: Corefile changed but reload failed" / "SIGUSR1: …".
+        """
+        task = asyncio.get_running_loop().create_task(self.reload_file(trigger))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def reload_file(self) -> bool:
-        """Re-read the Corefile the server was started with and apply it if valid."""
+    async def reload_file(self, trigger: str = "plugin/reload") -> bool:
+        """Re-read the Corefile the server was started with and apply it if valid.
+
+        Logged as caddy's restart: `Reloading`, then the reload plugin's SHA512 line (when the
+        new configuration has the plugin) and `Reloading complete`; or `Restart failed: …` and
+        the trigger's error line, the old configuration still serving.
+        """
         from clusterdns import config as config_mod
 
         try:
             path = None if self.config.path == "<default>" else self.config.path
             new = config_mod.load(path, self.default_port)
         except ConfigErrors as e:
-            for err in e.errors:
-                log.error("reload: %s", err)
-            metrics.RELOAD_FAILED.inc()
-            return False
-        if new.digest == self.config.digest:
-            return True
-        ok = await self.reload(new)
-        if not ok:
-            metrics.RELOAD_FAILED.inc()
+            errors = [str(err) for err in e.errors]
         else:
-            log.info("plugin/reload: Running configuration SHA512 = %s", new.digest)
-        return ok
+            if new.digest == self.config.digest:
+                return True
+            log.info("Reloading")
+            errors = []
+            if await self.reload(new):
+                if any(p.name == "reload" for p in new.plugins()):
+                    log.info("plugin/reload: Running configuration SHA512 = %s", new.digest)
+                log.info("Reloading complete")
+                return True
+            errors = ["the new configuration could not start (see above)"]
+        for err in errors:
+            log.error("Restart failed: %s", err)
+        if trigger == "plugin/reload":
+            log.error("plugin/reload: Corefile changed but reload failed: %s", errors[0])
+        else:
+            log.error("%s: %s", trigger, errors[0])
+        metrics.RELOAD_FAILED.inc()
+        return False
 
     async def stop(self, lameduck: bool = True) -> None:
         """Graceful stop: lameduck (plugins' shutdown hooks), then close everything."""

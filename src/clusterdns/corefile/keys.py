@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import dns.exception
 import dns.name
 
-from clusterdns.corefile.ast import Token
+from clusterdns.corefile.ast import Token, unset_note
 from clusterdns.errors import ConfigError
 
 __all__ = ["ZoneAddr", "normalize_zone", "parse_key", "reverse_zones", "zones_from_args"]
@@ -123,7 +123,9 @@ def parse_key(token: Token, default_port: int) -> list[ZoneAddr]:
 
     def fail(message: str) -> ConfigError:
         return ConfigError(
-            f"invalid server block key {token.text!r}: {message}", token.file, token.line
+            f"invalid server block key {token.text!r}: {message}{unset_note([token])}",
+            token.file,
+            token.line,
         )
 
     transport, rest = _split_transport(token.text.strip())
@@ -162,5 +164,7 @@ def zones_from_args(args: Sequence[Token], *, default: Sequence[str] | None = No
             host, _ = _split_port(rest)
             zones.extend(_host_zones(host))
         except ValueError as e:
-            raise ConfigError(f"invalid zone {tok.text!r}: {e}", tok.file, tok.line) from None
+            raise ConfigError(
+                f"invalid zone {tok.text!r}: {e}{unset_note([tok])}", tok.file, tok.line
+            ) from None
     return zones

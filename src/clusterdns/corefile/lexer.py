@@ -52,6 +52,7 @@ class LexToken:
     quoted: bool = False
     starts_line: bool = False
     brace: bool = False  # a bare { or } as written, never one produced by substitution
+    unset: tuple[str, ...] = ()  # environment variables it named that are not set
 
     @property
     def is_open(self) -> bool:
@@ -68,14 +69,23 @@ class LexToken:
 
 def substitute_env(text: str, env: Mapping[str, str]) -> str:
     """Replace ``{$VAR}``, ``{%VAR%}`` and ``{env.VAR}`` in one word; unset → ""."""
+    return substitute_env_noting(text, env)[0]
+
+
+def substitute_env_noting(text: str, env: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+    """`substitute_env`, and the names of the unset variables it replaced by "" (so that an
+    error about the result can name them instead of showing only an empty value)."""
+    if "{" not in text:
+        return text, ()
+    unset: list[str] = []
 
     def repl(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(2) or m.group(3) or ""
+        if name not in env and name not in unset:
+            unset.append(name)
         return env.get(name, "")
 
-    if "{" not in text:
-        return text
-    return _ENV_REF.sub(repl, text)
+    return _ENV_REF.sub(repl, text), tuple(unset)
 
 
 class _Lexer:
@@ -114,8 +124,10 @@ class _Lexer:
                 self._word()
         return self.tokens
 
-    def _emit(self, text: str, line: int, quoted: bool, brace: bool = False) -> None:
-        self.tokens.append(LexToken(text, self.file, line, quoted, self.new_line, brace))
+    def _emit(
+        self, text: str, line: int, quoted: bool, brace: bool = False, unset: tuple[str, ...] = ()
+    ) -> None:
+        self.tokens.append(LexToken(text, self.file, line, quoted, self.new_line, brace, unset))
         self.new_line = False
 
     def _word(self) -> None:
@@ -132,7 +144,8 @@ class _Lexer:
         elif word in (OPEN, CLOSE):
             self._emit(word, self.line, False, brace=True)
         else:
-            self._emit(substitute_env(word, self.env), self.line, False)
+            text, unset = substitute_env_noting(word, self.env)
+            self._emit(text, self.line, False, unset=unset)
 
     def _quoted(self) -> None:
         src, start_line = self.src, self.line
@@ -152,7 +165,8 @@ class _Lexer:
                 continue
             self.pos += 1
             if ch == '"':
-                self._emit(substitute_env("".join(out), self.env), start_line, True)
+                text, unset = substitute_env_noting("".join(out), self.env)
+                self._emit(text, start_line, True, unset=unset)
                 return
             if ch == "\n":
                 self.line += 1

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from enum import Enum
 from glob import escape, glob
 
-from clusterdns.corefile.ast import Directive, ServerBlock, Token
+from clusterdns.corefile.ast import Directive, ServerBlock, Token, unset_note
 from clusterdns.corefile.lexer import LexToken, split_lines, tokenize
 from clusterdns.errors import ConfigError
 
@@ -62,11 +62,11 @@ class _Line:
 
 
 def _err(tok: LexToken, message: str) -> ConfigError:
-    return ConfigError(message, tok.file, tok.line)
+    return ConfigError(message + unset_note([_token(tok)]), tok.file, tok.line)
 
 
 def _token(t: LexToken) -> Token:
-    return Token(t.text, t.file, t.line)
+    return Token(t.text, t.file, t.line, t.unset)
 
 
 def _split_block(tokens: list[LexToken]) -> tuple[list[LexToken], _Brace]:
@@ -188,7 +188,9 @@ class _Parser:
             raise _err(head, "unexpected '}' (no matching '{')")
         keys, brace, opener = self._keys(line)
         if not keys:
-            raise _err(head, "missing server block keys (empty word or unset variable?)")
+            if head.unset:  # _err names them
+                raise _err(head, "missing server block keys")
+            raise _err(head, "missing server block keys (empty word?)")
         if len(keys) == 1 and len(keys[0].text) > 2 and keys[0].text[0] + keys[0].text[-1] == "()":
             self._snippet(keys[0], brace, opener)
             return None
@@ -207,7 +209,7 @@ class _Parser:
             words, brace = _split_block(tokens)
             for w in words:
                 parts = w.text.split(",")
-                keys.extend(Token(p, w.file, w.line) for p in parts if p)
+                keys.extend(Token(p, w.file, w.line, w.unset) for p in parts if p)
                 expecting = len(parts) > 1 and not parts[-1]
             if expecting and brace is not _Brace.NONE:
                 raise _err(tokens[-1], "expected another key after ',' but found '{'")
@@ -267,7 +269,10 @@ class _Parser:
             words, brace = _split_block(tokens)
             name = words[0]
             if not name.text:
-                raise _err(name, "empty directive name (unset environment variable?)")
+                raise _err(
+                    name,
+                    "empty directive name" if name.unset else "empty directive name (empty word?)",
+                )
             directive = Directive(
                 name.text,
                 [_token(t) for t in words[1:]],

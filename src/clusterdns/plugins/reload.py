@@ -4,12 +4,14 @@ Syntax::
 
     reload [INTERVAL] [JITTER]
 
-INTERVAL (default 30s, at least 2s) is how often the Corefile's SHA512 is checked; each wait
-is INTERVAL ± a random JITTER (default 15s, at least 1s, at most INTERVAL/2) so replicas do
-not all reload at once. A valid new Corefile replaces the running one (listeners that stay are
-kept open); an invalid one is logged, counted in coredns_reload_failed_total, and the old
-configuration keeps serving. The plugin is server-wide: one watcher runs however many server
-blocks name it. SIGUSR1 reloads at once, with or without this plugin.
+INTERVAL (default 30s, at least 2s) is how often the Corefile's SHA512 is checked. As in
+CoreDNS, JITTER (default 15s; 0, or at least 1s) is silently lowered to INTERVAL/2, and the
+check period is INTERVAL plus a random offset within ±JITTER/2 drawn once at setup, so
+replicas do not all reload at once. A valid new Corefile replaces the running one
+(listeners that stay are kept open); an invalid one is logged, counted in
+coredns_reload_failed_total, and the old configuration keeps serving. The plugin is
+server-wide: one watcher runs however many server blocks name it. SIGUSR1 reloads at once,
+with or without this plugin.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Reload(Plugin):
     def __init__(self, interval: float, jitter: float) -> None:
         self.interval = interval
         self.jitter = jitter
+        #: CoreDNS draws the offset once, in [-jitter/2, jitter/2).
+        self.period = interval + (random.uniform(-jitter / 2, jitter / 2) if jitter else 0.0)
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -61,14 +65,14 @@ class Reload(Plugin):
                 )
         if len(args) == 2:
             jitter = parse_duration(d, args[1])
-            if jitter < MIN_JITTER:
-                raise d.error(f"reload: jitter value must be greater or equal to {MIN_JITTER:g}s")
-        if jitter > interval / 2:
-            ctx.warn(
-                d,
-                f"reload: jitter {jitter:g}s is over half the interval, using {interval / 2:g}s",
-            )
-            jitter = interval / 2
+            if jitter != 0 and jitter < MIN_JITTER:
+                raise d.error(
+                    f"reload: jitter value must be 0 or greater or equal to {MIN_JITTER:g}s"
+                )
+        # CoreDNS lowers a jitter over half the interval without a word (the default 15s
+        # is over half of any interval under 30s: a warning would be about a value the
+        # user never wrote).
+        jitter = min(jitter, interval / 2)
         return cls(interval, jitter)
 
     async def start(self, rt: Runtime) -> None:
@@ -82,8 +86,7 @@ class Reload(Plugin):
     async def _watch(self, rt: Runtime, path: str) -> None:
         tried = ""
         while True:
-            wait = self.interval + random.uniform(-self.jitter, self.jitter)
-            await asyncio.sleep(max(MIN_INTERVAL / 2, wait))
+            await asyncio.sleep(self.period)
             now = _digest(path)
             if now and now != rt.config.digest and now != tried:
                 tried = now  # an invalid file is reported once, not every interval

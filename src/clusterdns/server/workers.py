@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clusterdns.server import fastmetrics, fastpath
+from clusterdns.server.backlog import Dropped
 from clusterdns.server.fastwire import query_key
 from clusterdns.server.listener import Listener, _socket
 
@@ -161,12 +162,16 @@ class WorkerPool:
             entry, wire = hit
             self._send(p, ("a", label, addr, wire, k[0] if k else None, entry.state()))
             return
-        lst.spawn(self._answer(p, lst, label, data, addr))
+        lst.chain_udp(self._answer(p, lst, label, data, addr))  # bounded as the listener's own
 
     async def _answer(
         self, p: _Proc, lst: Listener, label: str, data: bytes, addr: tuple[str, int]
     ) -> None:
-        wire, kept = await lst.router.serve(data, addr, lst.local, "udp")
+        try:
+            wire, kept = await lst.router.serve(data, addr, lst.local, "udp")
+        except Dropped as e:
+            lst.dropped(e.reason)
+            return
         if wire is None and kept is None:
             return
         key, state = kept if kept is not None else (None, None)
