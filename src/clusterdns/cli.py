@@ -176,10 +176,10 @@ def startup_zones(rt: Runtime) -> str:
     return "".join(line + "\n" for line in out)
 
 
-def log_running_sha(cfg: config_mod.Config) -> None:
-    """The reload plugin's line, logged when a configuration with it starts."""
-    if any(p.name == "reload" for p in cfg.plugins()):
-        log.info("plugin/reload: Running configuration SHA512 = %s", cfg.digest)
+def log_running(rt: Runtime) -> None:
+    """What the plugins say once their configuration serves (the reload plugin's SHA512)."""
+    for p in rt.config.plugins():
+        p.running(rt)
 
 
 def _flush_and_exit(code: int) -> None:
@@ -201,7 +201,7 @@ async def _serve(cfg: config_mod.Config, port: int, quiet: bool, workers: int = 
         return 1
     if not quiet:
         print(startup_zones(rt), end="", flush=True)
-    log_running_sha(cfg)
+    log_running(rt)
     if not quiet:
         print(version_lines(), end="", flush=True)
     loop = asyncio.get_running_loop()

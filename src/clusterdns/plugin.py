@@ -119,6 +119,10 @@ class Plugin:
     async def start(self, rt: Runtime) -> None:
         """Acquire what the plugin needs at run time (files, sockets, tasks)."""
 
+    def running(self, rt: Runtime) -> None:
+        """Called once the configuration this plugin belongs to serves: at start after the
+        banner's zone lines, on reload after the swap (the reload plugin's SHA512 line)."""
+
     async def stop(self) -> None:
         """Release what `start` acquired; called on reload (old config) and on exit."""
 

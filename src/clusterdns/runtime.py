@@ -191,8 +191,8 @@ class Runtime:
     async def reload_file(self, trigger: str = "plugin/reload") -> bool:
         """Re-read the Corefile the server was started with and apply it if valid.
 
-        Logged as caddy's restart: `Reloading`, then the reload plugin's SHA512 line (when the
-        new configuration has the plugin) and `Reloading complete`; or `Restart failed: …` and
+        Logged as caddy's restart: `Reloading`, then what the new plugins say when `running`
+        (the reload plugin's SHA512 line) and `Reloading complete`; or `Restart failed: …` and
         the trigger's error line, the old configuration still serving.
         """
         from clusterdns import config as config_mod
@@ -208,8 +208,8 @@ class Runtime:
             log.info("Reloading")
             errors = []
             if await self.reload(new):
-                if any(p.name == "reload" for p in new.plugins()):
-                    log.info("plugin/reload: Running configuration SHA512 = %s", new.digest)
+                for p in new.plugins():
+                    p.running(self)
                 log.info("Reloading complete")
                 return True
             errors = ["the new configuration could not start (see above)"]

@@ -83,6 +83,11 @@ class Reload(Plugin):
         if first is self:  # one watcher per configuration, however many blocks name reload
             self._task = asyncio.get_running_loop().create_task(self._watch(rt, cfg.path))
 
+    def running(self, rt: Runtime) -> None:
+        cfg = rt.config
+        if next(p for p in cfg.plugins() if isinstance(p, Reload)) is self:
+            log.info("plugin/reload: Running configuration SHA512 = %s", cfg.digest)
+
     async def _watch(self, rt: Runtime, path: str) -> None:
         tried = ""
         while True:
