@@ -45,6 +45,7 @@ AVAILABLE: dict[str, str] = {
     "cache": "cache",
     "autopath": "autopath",
     "kubernetes": "kubernetes",
+    "k8s_external": "k8s_external",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

@@ -51,6 +51,7 @@ import dns.message
 from clusterdns.corefile.ast import Directive
 from clusterdns.plugin import Plugin, SetupContext
 from clusterdns.plugins.kubernetes.autopath_search import RESOLV_CONF, resolv_search
+from clusterdns.plugins.kubernetes.external import External
 from clusterdns.plugins.kubernetes.handler import Handler
 from clusterdns.plugins.kubernetes.lookup import Backend, TimedStore
 from clusterdns.plugins.kubernetes.metrics import DNS_PROGRAMMING
@@ -69,7 +70,9 @@ log = logging.getLogger("clusterdns.plugins.kubernetes")
 __all__ = ["DNS_PROGRAMMING", "PLUGIN", "Kubernetes"]
 
 
-class Kubernetes(Plugin):
+class Kubernetes(External, Plugin):
+    """The plugin; `External` (external.py) serves the k8s_external plugin's lookups."""
+
     name = "kubernetes"
 
     def __init__(self, settings: Settings, search: list[str] | None = None) -> None:
