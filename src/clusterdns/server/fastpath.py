@@ -76,7 +76,7 @@ log = logging.getLogger("clusterdns.server")
 #: own, or that cooperate (see the module docstring). Any other plugin vetoes when entered.
 REPLAYABLE = frozenset(
     {"reload", "bufsize", "bind", "ready", "health", "prometheus", "errors", "any",
-     "loadbalance", "cache", "hosts", "kubernetes"}
+     "loadbalance", "cache", "hosts", "kubernetes", "k8s_external"}
 )  # fmt: skip
 _CONDITIONAL: dict[str, Callable[[Any, Request], bool]] = {
     "chaos": lambda p, req: req.qclass == dns.rdataclass.CH,  # authors.bind: shuffled
