@@ -46,6 +46,7 @@ AVAILABLE: dict[str, str] = {
     "autopath": "autopath",
     "kubernetes": "kubernetes",
     "k8s_external": "k8s_external",
+    "view": "view",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

@@ -341,7 +341,7 @@ class K8sExternal(Plugin):
             return None
         depth = _DEPTH.get()
         sub = req.derive(target, qtype)
-        found = router.route(sub.qname, sub.qtype)
+        found = router.route(sub.qname, sub.qtype, sub)
         token = _DEPTH.set(depth + 1)
         try:
             if depth >= MAX_UPSTREAM_DEPTH:

@@ -47,12 +47,17 @@ class Router:
         #: Queries the chain is answering now, by transport and bytes after the ID.
         self.pending: dict[tuple[str, bytes], asyncio.Future[None]] = {}
 
-    def route(self, qname: str, qtype: int) -> tuple[str, Block] | None:
+    def route(self, qname: str, qtype: int, req: Request | None = None) -> tuple[str, Block] | None:
+        """The zone and block for a query. Blocks with filters (the *view* plugin) take it only
+        when their filters pass on `req` (clusterdns.config.Block.select)."""
         zones = self.zones
         ds: tuple[str, Block] | None = None
         name = qname
         while True:
             b = zones.get(name)
+            if b is not None and (b.filters or b.members is not None):
+                fastpath.veto("view: routed by a filter")  # the answer depends on the client
+                b = b.select(req)
             if b is not None:
                 if qtype != dns.rdatatype.DS:
                     return name, b
@@ -64,6 +69,8 @@ class Router:
         if ds is not None:
             return ds
         root = zones.get(".")
+        if root is not None and (root.filters or root.members is not None):
+            root = root.select(req)
         return (".", root) if root is not None else None
 
     async def handle(
@@ -164,7 +171,7 @@ class Router:
     async def _resolve(self, req: Request) -> dns.message.Message:
         if req.msg.edns > 0:
             return req.reply(dns.rcode.BADVERS)
-        found = self.route(req.qname, req.qtype)
+        found = self.route(req.qname, req.qtype, req)
         if found is None:
             # CoreDNS's errorAndMetricsFunc: counted under zone "dropped", no plugin.
             req.after_write.append(report_dropped)
