@@ -47,6 +47,7 @@ AVAILABLE: dict[str, str] = {
     "kubernetes": "kubernetes",
     "k8s_external": "k8s_external",
     "view": "view",
+    "tsig": "tsig",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

@@ -48,6 +48,8 @@ class Request:
     #: the value, e.g. "kubernetes/client-namespace". None unless a `metadata` plugin covers
     #: the query's zone; readers (log's {/label}, template's .Meta) treat None as "no metadata".
     metadata: dict[str, Callable[[], str]] | None = None
+    #: The query as received (the tsig plugin verifies its MAC over these bytes).
+    wire: bytes = b""
     _qname: str = ""
 
     def note(self, text: str) -> None:

@@ -142,6 +142,7 @@ class Router:
             local_port=local[1],
             server=self.label,
             bufsize=udp_limit(q),
+            wire=data,
         )
         fast = self.fast
         if fast is None:
