@@ -10,12 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dns.flags
+import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 
-from tests.harness import Case, Server, check, run_cli, serve
+from tests.harness import Case, Server, check, rrs, run_cli, serve
 
 HOSTS_FILE = """\
 # a comment line
@@ -330,6 +332,8 @@ def _validate(tmp_path: Path, body: str, cwd: Path | None = None) -> tuple[int, 
         ("hosts {\n  fallthrough\n  10.0.0.1 a.example.org\n}", 4, "unknown property"),
         ("hosts /etc/hosts/x", 2, "unable to access hosts file"),
         ("hosts\n  hosts", 3, "can only be used once"),
+        ("hosts {\n  fallthrough_unsupported\n}", 3, "requires fallthrough"),
+        ("hosts {\n  fallthrough\n  fallthrough_unsupported x\n}", 4, "wrong argument count"),
     ],
 )
 def test_setup_errors(tmp_path: Path, block: str, line: int, message: str) -> None:
@@ -372,3 +376,112 @@ def test_relative_file_is_taken_from_the_corefile_directory(tmp_path: Path) -> N
     assert code == 0, err
     assert f"{conf}:2" in err
     assert f"File does not exist: {confdir / 'nohosts'}" in err
+
+
+# ---- wildcard owners and fallthrough_unsupported ------------------------------------------
+
+WILD_FILE = """\
+192.168.1.10 *.example.org
+fd00::10     *.example.org
+192.168.1.11 a.example.org
+fd00::12     b.example.org
+192.168.1.13 *.example.net
+192.168.1.14 x.example.net
+192.168.1.15 *.sub.example.org
+"""
+
+WILD_COREFILE = """
+.:@PORT@ {
+    bind 127.0.0.1
+    hosts hosts.txt example.org example.net 168.192.in-addr.arpa {
+        10.0.0.30 *.inline.example.org
+        fallthrough example.net
+        fallthrough_unsupported
+    }
+    whoami
+}
+"""
+
+WILD_NAMES = [
+    "a.example.org.", "b.example.org.", "apps.example.org.", "example.org.",
+    "deep.apps.example.org.", "y.sub.example.org.", "sub.example.org.",
+    "x.inline.example.org.", "*.example.org.", "x.example.net.", "other.example.net.",
+    "a.b.example.net.", "10.1.168.192.in-addr.arpa.", "11.1.168.192.in-addr.arpa.",
+    "15.1.168.192.in-addr.arpa.",
+]  # fmt: skip
+
+
+def test_wildcards(tmp_path: Path) -> None:
+    (tmp_path / "hosts.txt").write_text(WILD_FILE)
+    ttl = "3600 IN"
+    with serve(WILD_COREFILE, tmp_path) as s:
+        check(
+            s,
+            [
+                Case("a.example.org.", "A", answer=[f"a.example.org. {ttl} A 192.168.1.11"]),
+                # per address family: a.example.org has no AAAA of its own, the wildcard's
+                Case("a.example.org.", "AAAA", answer=[f"a.example.org. {ttl} AAAA fd00::10"]),
+                Case("b.example.org.", "A", answer=[f"b.example.org. {ttl} A 192.168.1.10"]),
+                Case("apps.example.org.", "A", answer=[f"apps.example.org. {ttl} A 192.168.1.10"]),
+                Case("apps.example.org.", "MX", answer=[], flags={"AA"}),  # NODATA
+                Case("example.org.", "A", dns.rcode.SERVFAIL),  # not the wildcard's apex
+                Case("deep.apps.example.org.", "A", dns.rcode.SERVFAIL),  # one label only
+                Case(
+                    "y.sub.example.org.", "A", answer=[f"y.sub.example.org. {ttl} A 192.168.1.15"]
+                ),
+                Case("sub.example.org.", "A", answer=[f"sub.example.org. {ttl} A 192.168.1.10"]),
+                Case(
+                    "x.inline.example.org.",
+                    "A",
+                    answer=[f"x.inline.example.org. {ttl} A 10.0.0.30"],
+                ),
+                Case("*.example.org.", "A", answer=[f"*.example.org. {ttl} A 192.168.1.10"]),
+                Case("x.example.net.", "A", answer=[f"x.example.net. {ttl} A 192.168.1.14"]),
+                Case("y.example.net.", "A", answer=[f"y.example.net. {ttl} A 192.168.1.13"]),
+                Case(
+                    "11.1.168.192.in-addr.arpa.",
+                    "PTR",
+                    answer=[f"11.1.168.192.in-addr.arpa. {ttl} PTR a.example.org."],
+                ),
+            ],
+        )
+        # Wildcard entries have no PTR: whoami answers.
+        assert _went_to_whoami(s, "10.1.168.192.in-addr.arpa.", "PTR")
+        # fallthrough_unsupported: other types go on within the fallthrough zones only.
+        assert _went_to_whoami(s, "x.example.net.", "TXT")
+        assert _went_to_whoami(s, "a.b.example.net.", "A")
+        check(s, [Case("a.example.org.", "TXT", answer=[], flags={"AA"})])
+
+
+def test_wildcards_as_coredns(tmp_path: Path) -> None:
+    from tests import coredns_ref
+
+    coredns_ref.require()
+
+    def norm(r: dns.message.Message) -> tuple[object, ...]:
+        def section(sec: list[dns.rrset.RRset]) -> list[str]:
+            out = []
+            for line in rrs(sec):
+                f = line.split()
+                if f[3] == "SRV" and f[-1] == ".":
+                    f[-2] = "PORT"  # whoami: the client's port
+                out.append(" ".join(f))
+            return out
+
+        return (r.rcode(), r.flags, section(r.answer), section(r.authority), section(r.additional))
+
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "hosts.txt").write_text(WILD_FILE)
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "ref" / "hosts.txt").write_text(WILD_FILE)
+    with (
+        serve(WILD_COREFILE, tmp_path / "ours") as ours,
+        coredns_ref.serve_coredns(WILD_COREFILE, tmp_path / "ref") as ref,
+    ):
+        diffs = []
+        for name in WILD_NAMES:
+            for rdtype in ("A", "AAAA", "PTR", "TXT"):
+                a, b = norm(ours.query(name, rdtype)), norm(ref.query(name, rdtype))
+                if a != b:
+                    diffs.append(f"{name} {rdtype}:\n  ours {a}\n  ref  {b}")
+        assert not diffs, "\n".join(diffs)

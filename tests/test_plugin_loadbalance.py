@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import dns.rrset
 import pytest
 
 from clusterdns.plugins.loadbalance import round_robin
-from tests.harness import Server, serve, setup_error
+from tests.harness import Server, serve, setup_error, start
 
 COREFILE = """
 .:@PORT@ {
@@ -119,12 +121,151 @@ def test_section_order_cname_rest_addresses_mx() -> None:
 @pytest.mark.parametrize(
     ("args", "line", "message"),
     [
-        ("weighted db.weights", 2, "'weighted' policy is not supported yet"),
         ("random", 2, "unknown policy: random"),
         ("round_robin extra", 2, "unknown property for round_robin"),
-        ("round_robin {\n    prefer 10.0.0.0/8\n  }", 3, "unknown property 'prefer'"),
+        ("round_robin {\n    reload 1s\n  }", 3, "unknown property 'reload'"),
+        ("{\n    prefer 10.0.0.300/8\n  }", 3, 'invalid CIDR "10.0.0.300/8"'),
+        ("weighted", 2, "missing weight file argument"),
+        ("weighted a b", 2, "unexpected argument(s)"),
+        ("weighted w {\n    reload\n  }", 3, "reload duration value is missing"),
+        ("weighted w {\n    reload 1s 2s\n  }", 3, "unexpected argument"),
+        ("weighted w {\n    reload soon\n  }", 3, "invalid duration 'soon'"),
+        # the weighted block holds only `reload`: prefer goes with round_robin
+        ("weighted w {\n    prefer 10.0.0.0/8\n  }", 3, "unknown property 'prefer'"),
         ("\n  loadbalance", 3, "can only be used once"),
     ],
 )
 def test_setup_errors(tmp_path: Path, args: str, line: int, message: str) -> None:
     setup_error(tmp_path, f"  loadbalance {args}\n", line, message)
+
+
+# ---- prefer ---------------------------------------------------------------------------------
+
+PREFER = """
+.:@PORT@ {
+    bind 127.0.0.1
+    loadbalance {
+        prefer 10.0.0.0/24 192.168.0.0/16
+        prefer fd00::/64
+    }
+    hosts {
+        172.16.0.1 www.example.org
+        192.168.1.1 www.example.org
+        10.0.0.1 www.example.org
+        10.0.0.2 www.example.org
+        192.168.1.2 www.example.org
+        2001:db8::1 www.example.org
+        fd00::1 www.example.org
+    }
+}
+"""
+
+
+def test_prefer(tmp_path: Path) -> None:
+    with serve(PREFER, tmp_path) as s:
+        seen = orders(s, "www.example.org.", "A", n=30)
+        for order in seen:  # the preferred subnets first, in their order; the rest after
+            assert sorted(order[:2]) == ["10.0.0.1", "10.0.0.2"]
+            assert sorted(order[2:4]) == ["192.168.1.1", "192.168.1.2"]
+            assert order[4] == "172.16.0.1"
+        assert len(seen) > 1  # still shuffled within each group
+        assert all(o[0] == "fd00::1" for o in orders(s, "www.example.org.", "AAAA", n=5))
+
+
+# ---- weighted -------------------------------------------------------------------------------
+
+WEIGHTED = """
+.:@PORT@ {
+    bind 127.0.0.1
+    loadbalance weighted db.weights {
+        reload 100ms
+    }
+    hosts {
+        10.0.0.1 www.example.org
+        10.0.0.2 www.example.org
+        10.0.0.3 www.example.org
+        10.0.0.4 other.example.org
+        10.0.0.5 other.example.org
+    }
+}
+"""
+
+
+def replace(path: Path, text: str) -> None:
+    """Write the file in one step: a reload never reads it half-written."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def tops(s: Server, name: str, n: int = 40) -> list[str]:
+    out = []
+    for _ in range(n):
+        r = s.query(name, "A")
+        out.append(r.answer[0][0].to_text())
+    return out
+
+
+def test_weighted(tmp_path: Path) -> None:
+    (tmp_path / "db.weights").write_text(
+        "# weights\nwww.example.org\n10.0.0.2 255\n\nother.example.org.\n10.0.0.9 5\n"
+    )
+    with serve(WEIGHTED, tmp_path) as s:
+        # 10.0.0.2 weighs 255 against 1 and 1: on top about 99% of the time
+        assert tops(s, "www.example.org.").count("10.0.0.2") >= 30
+        # one address moved to the front, the others keep their order
+        for _ in range(20):
+            r = s.query("www.example.org.", "A")
+            order = [rd.to_text() for rrset in r.answer for rd in rrset]
+            rest = [ip for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] if ip != order[0]]
+            top = ["10.0.0.1", "10.0.0.2", "10.0.0.3"].index(order[0])
+            want = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+            want[0], want[top] = want[top], want[0]
+            assert order == want, (order, rest)
+        # unlisted addresses weigh 1 each: both come on top
+        assert set(tops(s, "other.example.org.")) == {"10.0.0.4", "10.0.0.5"}
+        # the file is re-read when it changes
+        replace(tmp_path / "db.weights", "www.example.org\n10.0.0.3 255\n")
+        s.wait_output("Successfully reloaded weight file")
+        deadline = time.monotonic() + 10
+        while tops(s, "www.example.org.", 10).count("10.0.0.3") < 8:
+            assert time.monotonic() < deadline, "the new weights never applied"
+            time.sleep(0.1)
+        # a bad file is logged and the weights in force stay
+        replace(tmp_path / "db.weights", "www.example.org\n10.0.0.3 256\n")
+        s.wait_output('wrong weight value:"256"')
+        assert tops(s, "www.example.org.").count("10.0.0.3") >= 30
+
+
+@pytest.mark.parametrize(
+    ("weights", "reload", "message"),
+    [
+        ("10.0.0.1 5\n", "1s", "missing domain name in weight file"),
+        ("www.example.org\n10.0.0.1\n", "1s", 'wrong domain name:"10.0.0.1"'),
+        ("www.example.org\nnot-an-ip 5\n", "1s", 'wrong IP address:"not-an-ip"'),
+        ("www.example.org\n10.0.0.1 0\n", "1s", 'wrong weight value:"0"'),
+        ("www.example.org\n10.0.0.1 1 2\n", "1s", "could not parse weight line"),
+        (None, "0s", "weight file open error"),
+    ],
+)
+def test_weight_file_errors_stop_the_start(
+    tmp_path: Path, weights: str | None, reload: str, message: str
+) -> None:
+    if weights is not None:
+        (tmp_path / "db.weights").write_text(weights)
+    corefile = WEIGHTED.replace("100ms", reload)
+    s = start(corefile, tmp_path, wait=False)
+    try:
+        assert s.proc.wait(15) == 1
+        s._reader.join(2)
+        assert f"{s.conf}:4 - plugin/loadbalance: " in s.output and message in s.output
+    finally:
+        s.stop()
+
+
+def test_missing_weight_file_is_retried(tmp_path: Path) -> None:
+    with serve(WEIGHTED, tmp_path) as s:
+        s.wait_output("Failed to open weight file")
+        assert tops(s, "www.example.org.", 5)  # answers meanwhile
+        (tmp_path / "db.weights").write_text("www.example.org\n10.0.0.3 255\n")
+        s.wait_output("Successfully reloaded weight file")

@@ -46,11 +46,25 @@ class Block:
     hosts: list[str]
     file: str
     line: int
+    #: The filters of plugins like *view* (clusterdns.pkg.view): all must pass for a query to
+    #: be routed here. Empty for an ordinary block.
+    filters: list[Callable[[Request], bool]] = field(default_factory=list)
+    #: Only in `Config.routes`, for blocks sharing one zone and address where one has
+    #: filters: those blocks, in Corefile order (this entry itself has no plugins).
+    members: list[Block] | None = None
 
     def find(self, name: str) -> Plugin | None:
         for p in self.plugins:
             if p.name == name:
                 return p
+        return None
+
+    def select(self, req: Request | None) -> Block | None:
+        """The block that takes `req`: this one, or for a group the first member whose
+        filters pass; None if none does. Without a request, filters are not consulted."""
+        for b in self.members if self.members is not None else (self,):
+            if req is None or all(f(req) for f in b.filters):
+                return b
         return None
 
 
@@ -134,6 +148,8 @@ def setup_block(
             plugins.append(cls.setup(ds, ctx))
         except ConfigError as e:
             errors.append(e)
+    from clusterdns.pkg.view import RequestFilter
+
     block = Block(
         keys=keys,
         plugins=plugins,
@@ -141,6 +157,7 @@ def setup_block(
         hosts=list(ctx.bind_hosts) or [""],
         file=sb.file,
         line=sb.line,
+        filters=[p.filter for p in plugins if isinstance(p, RequestFilter)],
     )
     warnings.extend(ctx.warnings)
     return block
@@ -161,6 +178,7 @@ def build(blocks_src: list[ServerBlock], path: str, text: str, default_port: int
             blocks.append(b)
     routes: dict[ListenAddr, dict[str, Block]] = {}
     seen: dict[tuple[str, str, int], dict[str, Block]] = {}  # (transport, zone, port) -> host
+    plain: dict[tuple[ListenAddr, str], Block] = {}  # the unfiltered block of an address+zone
     for b in blocks:
         for k in b.keys:
             hosts = seen.setdefault((k.transport, k.zone, k.port), {})
@@ -168,6 +186,18 @@ def build(blocks_src: list[ServerBlock], path: str, text: str, default_port: int
                 la = ListenAddr(k.transport, host, k.port)
                 what = f"{la.transport}://{k.zone}:{k.port}"
                 other = hosts.get(host)
+                zone_routes = routes.setdefault(la, {})
+                unfiltered = plain.get((la, k.zone))
+                if other is not None and other is not b and (b.filters or unfiltered is None):
+                    # CoreDNS lets filtered (view) blocks share a zone and address with each
+                    # other and with one unfiltered block: tried in Corefile order, the first
+                    # whose filters pass takes the query.
+                    zone_routes[k.zone] = _group(zone_routes.get(k.zone, other), b)
+                    if not b.filters:
+                        plain[(la, k.zone)] = b
+                    continue
+                if unfiltered is not None:
+                    other = unfiltered
                 if other is not None and other is not b:
                     errors.append(b_error(b, f"cannot serve {what} - it is already defined "
                                              f"(at {other.file}:{other.line})"))  # fmt: skip
@@ -176,13 +206,25 @@ def build(blocks_src: list[ServerBlock], path: str, text: str, default_port: int
                     errors.append(b_error(b, f"cannot serve {what} - zone overlap listener "
                                              f"capacity with {wild.file}:{wild.line}"))  # fmt: skip
                 hosts[host] = b
-                routes.setdefault(la, {})[k.zone] = b
+                zone_routes[k.zone] = b
+                if not b.filters:
+                    plain[(la, k.zone)] = b
     if not blocks and not errors:
         errors.append(ConfigError("no server blocks defined", path))
     if errors:
         raise ConfigErrors(errors)
     digest = hashlib.sha512(text.encode()).hexdigest()
     return Config(path, digest, blocks, routes, warnings)
+
+
+def _group(first: Block, b: Block) -> Block:
+    """The routes entry for `first` (a block or a group) followed by block `b`."""
+    members = [*(first.members if first.members is not None else [first]), b]
+    head = members[0]
+    return Block(
+        keys=head.keys, plugins=[], chain=head.chain, hosts=head.hosts, file=head.file,
+        line=head.line, members=members,
+    )  # fmt: skip
 
 
 def load(path: str | None, default_port: int = 53) -> Config:

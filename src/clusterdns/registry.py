@@ -63,6 +63,9 @@ AVAILABLE: dict[str, str] = {
     "root": "root",
     "cancel": "cancel",
     "timeouts": "timeouts",
+    "k8s_external": "k8s_external",
+    "view": "view",
+    "tsig": "tsig",
 }
 
 #: Directives that later work will bring; named so users know it is coming, not a typo.

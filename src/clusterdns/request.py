@@ -55,6 +55,8 @@ class Request:
     #: RcodeSuccess` without a write): the server writes nothing; the after-write hooks run with
     #: size 0, as CoreDNS's recorders see an empty write.
     silent: bool = False
+    #: The query as received (the tsig plugin verifies its MAC over these bytes).
+    wire: bytes = b""
     _qname: str = ""
 
     def note(self, text: str) -> None:

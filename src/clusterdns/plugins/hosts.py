@@ -8,6 +8,7 @@ Syntax::
         no_reverse
         reload DURATION
         fallthrough [ZONES...]
+        fallthrough_unsupported
     }
 
 As CoreDNS's plugin/hosts: FILE defaults to /etc/hosts (a relative FILE is taken from the
@@ -21,6 +22,11 @@ reverse name (unless no_reverse) and go to the next plugin when nothing matches.
 exists with another type gets NODATA; a name that does not exist gets SERVFAIL (there is no
 SOA to build an NXDOMAIN from) unless `fallthrough` covers it. Answers are authoritative and
 their owner is the lower-cased query name, as CoreDNS's `state.Name()`.
+
+An owner `*.example.org` (a wildcard) stands for any one label below example.org that has
+no entry of its own in the same address family (and source: file or inline); wildcard
+entries get no PTR records. `fallthrough_unsupported` (which needs `fallthrough`) also passes
+on, within the fallthrough zones, queries of types other than A, AAAA and PTR.
 """
 
 from __future__ import annotations
@@ -101,10 +107,38 @@ class HostsMap:
     name4: dict[str, list[str]] = field(default_factory=dict)
     name6: dict[str, list[str]] = field(default_factory=dict)
     addr: dict[str, list[str]] = field(default_factory=dict)
+    #: Wildcard owners (`*.example.org.`), per family; they have no reverse entries.
+    wild4: dict[str, list[str]] = field(default_factory=dict)
+    wild6: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         """Every address and reverse name, as CoreDNS's Map.Len counts for the gauge."""
-        return sum(len(v) for m in (self.name4, self.name6, self.addr) for v in m.values())
+        maps = (self.name4, self.name6, self.wild4, self.wild6, self.addr)
+        return sum(len(v) for m in maps for v in m.values())
+
+    def lookup(self, name: str, v4: bool) -> list[str]:
+        """The name's own addresses, else those of the wildcard one label up (CoreDNS's
+        lookupStaticHostLocked)."""
+        found = (self.name4 if v4 else self.name6).get(name)
+        if found is not None:
+            return found
+        wild = self.wild4 if v4 else self.wild6
+        if wild:
+            pattern = wildcard_of(name)
+            if pattern:
+                return wild.get(pattern, [])
+        return []
+
+
+def wildcard_of(name: str) -> str:
+    """`*.` and the name without its first label; "" for a name of one label or the root."""
+    if "\\" in name:
+        labels = dns.name.from_text(name).labels
+        if len(labels) < 3:
+            return ""
+        return dns.name.Name((b"*", *labels[1:])).to_text().lower()
+    _, sep, rest = name.partition(".")
+    return f"*.{rest}" if sep and rest and rest != "." else ""
 
 
 def parse_hosts(text: str, origins: list[str], auto_reverse: bool) -> HostsMap:
@@ -118,10 +152,14 @@ def parse_hosts(text: str, origins: list[str], auto_reverse: bool) -> HostsMap:
         if ip is None:
             continue
         forward = hmap.name4 if ip.version == 4 else hmap.name6
+        wild = hmap.wild4 if ip.version == 4 else hmap.wild6
         key = str(ip)
         for word in fields[1:]:
             norm = normalize_name(word)
             if not norm or not longest_match(origins, norm):
+                continue
+            if norm.startswith("*."):
+                wild.setdefault(norm, []).append(key)
                 continue
             forward.setdefault(norm, []).append(key)
             if auto_reverse:
@@ -166,8 +204,10 @@ class Hosts(Plugin):
         reload: float,
         auto_reverse: bool,
         inline: HostsMap,
+        fall_unsupported: bool = False,
     ) -> None:
         self.path = path
+        self.fall_unsupported = fall_unsupported
         self.origins = origins
         self.fall = fall
         self.ttl = ttl
@@ -193,10 +233,15 @@ class Hosts(Plugin):
         fall = Fallthrough()
         ttl, reload, auto_reverse = DEFAULT_TTL, DEFAULT_RELOAD, True
         inline: list[Directive] = []
+        unsupported: Directive | None = None
         for opt in d.children:
             vals = opt.values
             if opt.name == "fallthrough":
                 fall = Fallthrough.from_directive(opt)
+            elif opt.name == "fallthrough_unsupported":
+                if vals or opt.children:
+                    raise opt.arg_error()
+                unsupported = opt
             elif opt.name == "no_reverse":
                 _extra_args(opt, vals, 0, ctx)
                 auto_reverse = False
@@ -225,6 +270,8 @@ class Hosts(Plugin):
                 inline.append(opt)
             else:
                 raise unknown_option("hosts", opt)
+        if unsupported is not None and not fall.enabled:
+            raise unsupported.error("hosts: fallthrough_unsupported requires fallthrough")
         text = "\n".join(" ".join([o.name, *o.values]) for o in inline)
         inline_map = parse_hosts(text, origins, auto_reverse)
         for o in inline:
@@ -232,7 +279,9 @@ class Hosts(Plugin):
                 ctx.warn(
                     o, f"hosts: inline line '{o.name}' does not start with an IP address; ignored"
                 )
-        return cls(path, origins, fall, ttl, reload, auto_reverse, inline_map)
+        return cls(
+            path, origins, fall, ttl, reload, auto_reverse, inline_map, unsupported is not None
+        )
 
     # ---- file reading --------------------------------------------------------------------
 
@@ -277,10 +326,10 @@ class Hosts(Plugin):
     # ---- lookups -------------------------------------------------------------------------
 
     def lookup_v4(self, name: str) -> list[str]:
-        return self.hmap.name4.get(name, []) + self.inline.name4.get(name, [])
+        return self.hmap.lookup(name, True) + self.inline.lookup(name, True)
 
     def lookup_v6(self, name: str) -> list[str]:
-        return self.hmap.name6.get(name, []) + self.inline.name6.get(name, [])
+        return self.hmap.lookup(name, False) + self.inline.lookup(name, False)
 
     def lookup_addr(self, addr: str) -> list[str]:
         ip = parse_ip(addr)
@@ -308,6 +357,9 @@ class Hosts(Plugin):
             values = self.lookup_v4(qname)
         elif qtype == dns.rdatatype.AAAA:
             values = self.lookup_v6(qname)
+        elif self.fall_unsupported and self.fall.through(qname):
+            req.note("fallthrough_unsupported: a type hosts does not serve")
+            return await self.next(req)
         rrset: dns.rrset.RRset | None = None
         if values:
             rdtype = dns.rdatatype.RdataType(qtype)

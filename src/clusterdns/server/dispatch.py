@@ -68,12 +68,17 @@ class Router:
         # CoreDNS's classChaos: only IN unless a plugin on the listener serves other classes.
         self.other_classes = any(p.other_classes for b in zones.values() for p in b.plugins)
 
-    def route(self, qname: str, qtype: int) -> tuple[str, Block] | None:
+    def route(self, qname: str, qtype: int, req: Request | None = None) -> tuple[str, Block] | None:
+        """The zone and block for a query. Blocks with filters (the *view* plugin) take it only
+        when their filters pass on `req` (clusterdns.config.Block.select)."""
         zones = self.zones
         ds: tuple[str, Block] | None = None
         name = qname
         while True:
             b = zones.get(name)
+            if b is not None and (b.filters or b.members is not None):
+                fastpath.veto("view: routed by a filter")  # the answer depends on the client
+                b = b.select(req)
             if b is not None:
                 if qtype != dns.rdatatype.DS:
                     return name, b
@@ -85,6 +90,8 @@ class Router:
         if ds is not None:
             return ds
         root = zones.get(".")
+        if root is not None and (root.filters or root.members is not None):
+            root = root.select(req)
         return (".", root) if root is not None else None
 
     async def handle(
@@ -156,6 +163,7 @@ class Router:
             local_port=local[1],
             server=self.label,
             bufsize=udp_limit(q),
+            wire=data,
         )
         fast = self.fast
         if fast is None:
@@ -196,7 +204,7 @@ class Router:
             return req.reply(dns.rcode.REFUSED)
         if req.msg.edns > 0:
             return req.reply(dns.rcode.BADVERS)
-        found = self.route(req.qname, req.qtype)
+        found = self.route(req.qname, req.qtype, req)
         if found is None:
             # CoreDNS's errorAndMetricsFunc: counted under zone "dropped", no plugin.
             req.after_write.append(report_dropped)

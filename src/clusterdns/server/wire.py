@@ -64,7 +64,11 @@ def parse_query(data: bytes) -> dns.message.Message:
     if qd != 1 or an > 1 or ns > 1 or ar > 2:
         raise Rejected(_header_reply(qid, flags, dns.rcode.FORMERR), "bad section counts")
     try:
-        msg = dns.message.from_wire(data, ignore_trailing=True, one_rr_per_rrset=True)
+        # keyring=False: a TSIG is parsed, not checked (the tsig plugin checks it; without
+        # one the query is answered unsigned, as CoreDNS without TSIG secrets does).
+        msg = dns.message.from_wire(
+            data, keyring=False, ignore_trailing=True, one_rr_per_rrset=True
+        )
     except dns.message.BadEDNS:
         raise Rejected(_header_reply(qid, flags, dns.rcode.FORMERR), "bad EDNS") from None
     except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):

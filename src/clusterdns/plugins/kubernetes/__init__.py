@@ -58,6 +58,7 @@ from clusterdns.corefile.ast import Directive
 from clusterdns.pkg.metadata import Func
 from clusterdns.plugin import Plugin, Replay, SetupContext
 from clusterdns.plugins.kubernetes.autopath_search import RESOLV_CONF, resolv_search
+from clusterdns.plugins.kubernetes.external import External
 from clusterdns.plugins.kubernetes.handler import Handler
 from clusterdns.plugins.kubernetes.local import local_ips
 from clusterdns.plugins.kubernetes.lookup import Backend, TimedStore
@@ -80,7 +81,9 @@ log = logging.getLogger("clusterdns.plugins.kubernetes")
 __all__ = ["DNS_PROGRAMMING", "PLUGIN", "Kubernetes"]
 
 
-class Kubernetes(Plugin):
+class Kubernetes(External, Plugin):
+    """The plugin; `External` (external.py) serves the k8s_external plugin's lookups."""
+
     name = "kubernetes"
     replay = Replay.ALWAYS  # depends on its store slot; SRV case marked
 

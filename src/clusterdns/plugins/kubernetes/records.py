@@ -37,6 +37,8 @@ class Service:
     publish_not_ready: bool
     labels: tuple[tuple[str, str], ...] = ()
     version: str = ""
+    #: spec.externalIPs then status.loadBalancer.ingress (IP, else hostname): k8s_external's.
+    external_ips: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -183,7 +185,19 @@ def to_service(obj: Obj) -> Service:
         publish_not_ready=bool(spec.get("publishNotReadyAddresses")),
         labels=labels,
         version=version,
+        external_ips=_external_ips(spec, obj.get("status")),
     )
+
+
+def _external_ips(spec: Obj, status: Any) -> tuple[str, ...]:
+    """As CoreDNS's object.ToService: externalIPs, then each LoadBalancer ingress' IP or
+    hostname (a hostname is answered as a CNAME by k8s_external)."""
+    out = [str(ip) for ip in spec.get("externalIPs") or () if ip]
+    lb = status.get("loadBalancer") if isinstance(status, Mapping) else None
+    for ing in (lb.get("ingress") if isinstance(lb, Mapping) else None) or ():
+        if isinstance(ing, Mapping) and (ing.get("ip") or ing.get("hostname")):
+            out.append(str(ing.get("ip") or ing.get("hostname")))
+    return tuple(out)
 
 
 def to_endpoint_slice(obj: Obj) -> Endpoints:
