@@ -467,7 +467,7 @@ def test_invalid_rule_on_reload_keeps_the_old_config(tmp_path: Path) -> None:
         s.conf.write_text(s.conf.read_text().replace("rewrite name exact", bad + "\n    #"))
         s.signal(signal.SIGUSR1)
         s.wait_output(
-            r"\[ERROR\] reload: .*Corefile:5 - plugin/rewrite: invalid regex matching pattern: "
+            r"\[ERROR\] Restart failed: .*Corefile:5 - plugin/rewrite: invalid regex matching pattern: "
             r"\(\?<!x\)alias"
         )
         check(s, [Case("alias.example.", answer=a("alias.example.", "10.0.0.1"))])
