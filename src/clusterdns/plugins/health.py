@@ -25,9 +25,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
-from aiohttp import web
-
 from clusterdns import metrics
 from clusterdns.corefile.ast import Directive
 from clusterdns.durations import format_go_duration, parse_go_duration
@@ -35,6 +32,8 @@ from clusterdns.pkg.httpshare import SharedRoute, http_address
 from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from clusterdns.runtime import Runtime
 
 log = logging.getLogger("clusterdns")
@@ -90,12 +89,16 @@ class Health(Plugin):
         self._probe = asyncio.get_running_loop().create_task(self._overloaded())
 
     async def _health(self, request: web.BaseRequest) -> web.StreamResponse:
+        from aiohttp import web  # here: the HTTP server has imported it already
+
         if self._rt is not None and self._rt.shutting_down:
             return web.Response(status=503, text="Shutting down")
         return web.Response(status=200, text="OK")
 
     async def _overloaded(self) -> None:
         """Time a fetch of our own /health every second: slowness shows an overloaded process."""
+        import aiohttp
+
         url = _url(self.host, self.port, "/health")
         timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -26,7 +26,6 @@ import time
 from typing import TYPE_CHECKING
 
 import dns.message
-from aiohttp import web
 from prometheus_client import REGISTRY, generate_latest
 
 from clusterdns.corefile.ast import Directive
@@ -40,6 +39,8 @@ from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from clusterdns.runtime import Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,6 +48,8 @@ DEFAULT_HOST, DEFAULT_PORT = "localhost", 9153
 
 
 async def serve_metrics(request: web.BaseRequest) -> web.StreamResponse:
+    from aiohttp import web  # here: the HTTP server has imported it already
+
     await fastpath.flush()
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE})
 

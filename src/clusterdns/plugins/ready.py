@@ -21,13 +21,13 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
-from aiohttp import web
-
 from clusterdns.corefile.ast import Directive
 from clusterdns.pkg.httpshare import SharedRoute, http_address
 from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from clusterdns.config import Config
     from clusterdns.runtime import Runtime
 
@@ -128,6 +128,8 @@ class Ready(Plugin):
             await SharedRoute.release(self._rt, self.host, self.port, "/ready")
 
     async def _ready(self, request: web.BaseRequest) -> web.StreamResponse:
+        from aiohttp import web  # here: the HTTP server has imported it already
+
         rt = self._rt
         if rt is None or rt.shutting_down:
             return web.Response(status=503, text="Shutting down")
