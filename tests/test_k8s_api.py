@@ -628,11 +628,19 @@ def test_rest_client_and_object_metrics(api: ApiServer) -> None:
     async def body(src: ApiSource, store: Store) -> None:
         await until(src.synced)
         await until(lambda: api.watch_count() == 2)
-        assert (
-            labeled(
-                "coredns_kubernetes_rest_client_requests_total", code="200", method="GET", host=host
-            )
-            == 4
+        # The watches' responses are counted when their headers reach the client, a moment
+        # after the server saw the requests.
+        await until(
+            lambda: (
+                labeled(
+                    "coredns_kubernetes_rest_client_requests_total",
+                    code="200",
+                    method="GET",
+                    host=host,
+                )
+                == 4
+            ),
+            what="4 requests counted",
         )
         assert (
             labeled(
