@@ -179,15 +179,18 @@ class TimedStore(Store):
     """A Store that remembers when DNS data last changed: CoreDNS's SOA serial.
 
     As CoreDNS's controller: a change that only bumps resourceVersion, a relist that brings
-    back the same objects, and Namespace changes leave it alone.
+    back the same objects, and Namespace changes leave it alone. The multicluster kinds
+    follow CoreDNS's informer handlers exactly: adding or deleting a ServiceImport or a
+    multicluster EndpointSlice moves `modified` (the cluster zones' serial), only a real
+    change of one moves `mc_modified` (the multicluster zones' serial).
     """
 
     modified: float = field(default=0.0)
-    #: The same for ServiceImports and multicluster EndpointSlices: multicluster zones' serial.
+    #: When a ServiceImport or multicluster EndpointSlice last changed: multicluster zones'.
     mc_modified: float = field(default=0.0)
 
-    def _mark(self, kind: str) -> None:
-        if kind in MC_KINDS:
+    def _mark(self, kind: str, added_or_deleted: bool) -> None:
+        if kind in MC_KINDS and not added_or_deleted:
             self.mc_modified = time.time()
         elif kind != "Namespace":
             self.modified = time.time()
@@ -203,25 +206,28 @@ class TimedStore(Store):
         old = self._old(kind, rec.key)
         super().upsert(rec)
         if old is None or not _same(old, rec):
-            self._mark(kind)
+            self._mark(kind, old is None)
 
     def delete(self, kind: str, key: tuple[str, str]) -> None:
         existed = self._old(kind, key) is not None
         super().delete(kind, key)
         if existed:
-            self._mark(kind)
+            self._mark(kind, True)
 
     def replace(self, kind: str, records: list[Record]) -> None:
-        changed = False
+        added_or_deleted = changed = False
         if kind != "Namespace":
-            old = {k: v for k, v in self._table(kind).items()}
-            changed = len(old) != len(records) or any(
-                (o := old.get(r.key)) is None or not _same(o, r)  # type: ignore[arg-type]
-                for r in records
+            old: dict[tuple[str, str], Record] = dict(self._table(kind).items())  # type: ignore[arg-type]
+            new_keys = {r.key for r in records}
+            added_or_deleted = any(k not in old for k in new_keys) or any(
+                k not in new_keys for k in old
             )
+            changed = any((o := old.get(r.key)) is not None and not _same(o, r) for r in records)
         super().replace(kind, records)
+        if added_or_deleted:
+            self._mark(kind, True)
         if changed:
-            self._mark(kind)
+            self._mark(kind, False)
 
 
 class Backend:
