@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dns.message
 import dns.rcode
 import pytest
 import yaml
@@ -28,6 +29,8 @@ from tests.k8s_apiserver import (
     service,
     service_import,
 )
+from tests.xfr_client import records as xfr_records
+from tests.xfr_client import transfer
 
 NX = dns.rcode.NXDOMAIN
 WEB = "web.prod.svc.clusterset.local."
@@ -384,3 +387,44 @@ def test_options_with_imports(tmp_path: Path) -> None:
                     mine, theirs = s.query(name, qtype), ref.query(name, qtype)
                     assert mine.rcode() == theirs.rcode(), (name, qtype)
                     assert rrs(mine.answer) == rrs(theirs.answer), (name, qtype)
+
+
+XFR_COREFILE = """clusterset.local:@PORT@ {
+    bind 127.0.0.1
+    kubernetes clusterset.local {
+        endpoint URL
+        multicluster clusterset.local
+    }
+    transfer {
+        to *
+    }
+}
+"""
+
+
+def _zone_body(port: int) -> list[str]:
+    msgs = transfer(port, dns.message.make_query("clusterset.local.", "AXFR"))
+    lines = [" ".join(x.split()) for x in xfr_records(msgs)]
+    assert lines[0].startswith("clusterset.local. 5 IN SOA ns.dns.clusterset.local.")
+    return [x for x in lines[1:-1] if " NS " not in x and not x.startswith("ns.dns.")]
+
+
+def test_zone_transfer_of_imports(api: ApiServer, tmp_path: Path) -> None:
+    """AXFR of a multicluster zone lists the imports (CoreDNS's transferMultiClusterServices:
+    Headless endpoint names without the cluster label), not the Services."""
+    (tmp_path / "ours").mkdir()
+    with serve(XFR_COREFILE.replace("URL", api.url), tmp_path / "ours") as s:
+        body = _zone_body(s.port)
+        assert body[:3] == [
+            f"{DB} 5 IN A 10.1.0.1",
+            f"db-0.{DB} 5 IN A 10.1.0.1",
+            f"_http._tcp.{DB} 5 IN SRV 0 50 80 db-0.{DB}",
+        ]
+        assert f"{WEB} 5 IN A 10.100.0.1" in body
+        assert f"_dns._udp.{WEB} 5 IN SRV 0 100 53 {WEB}" in body
+        assert "noports.prod.svc.clusterset.local. 5 IN A 10.100.0.9" in body
+        assert not any("10.96.0.5" in x for x in body)  # the Service is not in this zone
+        if binary() is None:
+            pytest.skip("the reference CoreDNS binary is not available")
+        with serve_coredns(XFR_COREFILE.replace("URL", api.url), tmp_path / "ref") as ref:
+            assert body == _zone_body(ref.port)

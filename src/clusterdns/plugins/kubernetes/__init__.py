@@ -255,7 +255,7 @@ class Kubernetes(External, Plugin):
         """clusterdns.pkg.xfr.Transferer: the cluster zone for the *transfer* plugin."""
         from clusterdns.plugins.kubernetes.xfr import transfer
 
-        return transfer(self.backend, self.settings.zones, zone, serial, self._serial())
+        return transfer(self.backend, self.settings.zones, zone, serial, self._serial(zone.lower()))
 
 
 PLUGIN = Kubernetes
