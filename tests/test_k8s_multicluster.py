@@ -428,3 +428,29 @@ def test_zone_transfer_of_imports(api: ApiServer, tmp_path: Path) -> None:
             pytest.skip("the reference CoreDNS binary is not available")
         with serve_coredns(XFR_COREFILE.replace("URL", api.url), tmp_path / "ref") as ref:
             assert body == _zone_body(ref.port)
+
+
+def test_imports_are_fetched_only_with_the_option(tmp_path: Path) -> None:
+    """Without `multicluster` nothing of the MCS API is asked for; with it, ServiceImports are
+    listed and watched cluster-wide and the second EndpointSlice stream asks for the
+    multicluster label (after `labels`, as CoreDNS adds it to that selector)."""
+    plain = "clusterset.local:@PORT@ {\n bind 127.0.0.1\n kubernetes {\n  endpoint URL\n }\n}\n"
+    with_mc = (
+        "clusterset.local:@PORT@ {\n bind 127.0.0.1\n kubernetes {\n  endpoint URL\n"
+        "  labels app=x\n  multicluster clusterset.local\n }\n}\n"
+    )
+    with ApiServer() as api:
+        (tmp_path / "plain").mkdir()
+        with serve(plain.replace("URL", api.url), tmp_path / "plain"):
+            pass
+        assert api.requests("serviceimports") == []
+        assert all("multicluster" not in s.query.get("labelSelector", "") for s in api.requests())
+        (tmp_path / "mc").mkdir()
+        first = len(api.requests("endpointslices"))
+        with serve(with_mc.replace("URL", api.url), tmp_path / "mc"):
+            until(lambda: len(api.requests("serviceimports", watch=True)) > 0)
+        imports = api.requests("serviceimports")
+        assert {s.path for s in imports} == {"/apis/multicluster.x-k8s.io/v1alpha1/serviceimports"}
+        later = api.requests("endpointslices")[first:]
+        selectors = {s.query.get("labelSelector", "") for s in later}
+        assert selectors == {"app=x", "app=x,multicluster.kubernetes.io/service-name"}
