@@ -454,3 +454,21 @@ def test_imports_are_fetched_only_with_the_option(tmp_path: Path) -> None:
         later = api.requests("endpointslices")[first:]
         selectors = {s.query.get("labelSelector", "") for s in later}
         assert selectors == {"app=x", "app=x,multicluster.kubernetes.io/service-name"}
+
+
+def test_snapshot_keeps_only_its_kinds(tmp_path: Path) -> None:
+    """With `snapshot`, imports are not written (nor namespaces under their name)."""
+    snap = tmp_path / "k8s.snap"
+    cf = (
+        "clusterset.local:@PORT@ {\n bind 127.0.0.1\n kubernetes {\n  endpoint URL\n"
+        f"  multicluster clusterset.local\n  snapshot {snap} 1s\n }}\n}}\n"
+    )
+    with ApiServer() as api:
+        api.apply(*objects())
+        with serve(cf.replace("URL", api.url), tmp_path) as s:
+            assert rrs(s.query(WEB, "A").answer) == a(WEB, "10.100.0.1")
+            until(snap.exists)
+    r = run_cli("snapshot", "inspect", str(snap))
+    assert r.returncode == 0, r.stderr
+    assert "import" not in r.stdout.lower(), r.stdout
+    assert "namespaces: 1 (" in r.stdout, r.stdout
