@@ -15,6 +15,7 @@ Syntax::
         noendpoints
         fallthrough [ZONES...]
         ignore empty_service
+        multicluster [ZONES...]
         zonal
         startup_timeout DURATION
         apiserver_qps QPS
@@ -34,7 +35,9 @@ sync; until that sync is done, names that do not exist get SERVFAIL instead of N
 `snapshot` (ours) keeps the records in FILE, rewritten at most every INTERVAL (10s) after
 changes, and serves them when the API is not reachable within `startup_timeout` at start, if
 not older than `max_age` (24h) (snapshot_runtime.py; not used with `manifests`). `upstream`
-is accepted and ignored (deprecated); `multicluster` is not supported yet. `zonal` adds
+is accepted and ignored (deprecated). `multicluster ZONES` answers names in those zones from
+MCS-API ServiceImports and their multicluster EndpointSlices, watched only then
+(lookup.py's find_multicluster_services; xfr.py). `zonal` adds
 TOPOZONE.(pin|prefer)._zone.SERVICE.NS.svc.ZONE names for headless services (lookup.py).
 The records served, and where they differ from the specification, are in
 docs/plugins/kubernetes.md.
