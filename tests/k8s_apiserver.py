@@ -66,6 +66,7 @@ RESOURCES: dict[str, Resource] = {
         Resource("endpoints", "Endpoints", "", "v1", True),
         Resource("pods", "Pod", "", "v1", True),
         Resource("endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", True),
+        Resource("serviceimports", "ServiceImport", "multicluster.x-k8s.io", "v1alpha1", True),
     )
 }
 BY_KIND = {r.kind: r for r in RESOURCES.values()}
@@ -201,6 +202,43 @@ def endpoint_slice(
         "endpoints": eps,
         "ports": [{"name": n, "protocol": p, "port": port} for n, p, port in ports],
     }
+
+
+def service_import(
+    name: str,
+    ns: str = "default",
+    ips: Iterable[str] = (),
+    ports: Iterable[tuple[str, str, int]] = (("http", "TCP", 80),),
+    headless: bool = False,
+    labels: Mapping[str, str] | None = None,
+) -> Obj:
+    """A ServiceImport (multicluster.x-k8s.io/v1alpha1): ClusterSetIP with `ips`, or Headless."""
+    spec: Obj = {
+        "type": "Headless" if headless else "ClusterSetIP",
+        "ports": [{"name": n, "protocol": p, "port": port} for n, p, port in ports],
+    }
+    if ips:
+        spec["ips"] = list(ips)
+    meta = {"name": name, "namespace": ns, "labels": dict(labels or {})}
+    return {"kind": "ServiceImport", "metadata": meta, "spec": spec}
+
+
+def mc_slice(
+    name: str,
+    ns: str,
+    service_name: str,
+    cluster: str,
+    endpoints: Iterable[tuple[str, bool] | tuple[str, bool, str]] = (),
+    ports: Iterable[tuple[str, str, int]] = (("http", "TCP", 80),),
+) -> Obj:
+    """An EndpointSlice an MCS implementation writes for import `service_name` from `cluster`."""
+    labels = {
+        "multicluster.kubernetes.io/service-name": service_name,
+        "multicluster.kubernetes.io/source-cluster": cluster,
+    }
+    obj = endpoint_slice(name, ns, "", endpoints, ports, labels)
+    del obj["metadata"]["labels"]["kubernetes.io/service-name"]
+    return obj
 
 
 def pod(name: str, ns: str, ip: str, phase: str = "Running") -> Obj:
@@ -684,14 +722,11 @@ class ApiServer:
                                   "serverAddressByClientCIDRs": []})  # fmt: skip
 
     async def _api_groups(self, request: web.Request) -> web.Response:
-        gv = {"groupVersion": "discovery.k8s.io/v1", "version": "v1"}
-        return web.json_response(
-            {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [{"name": "discovery.k8s.io", "versions": [gv], "preferredVersion": gv}],
-            }
-        )
+        groups = []
+        for name, version in sorted({(r.group, r.version) for r in RESOURCES.values() if r.group}):
+            gv = {"groupVersion": f"{name}/{version}", "version": version}
+            groups.append({"name": name, "versions": [gv], "preferredVersion": gv})
+        return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 
     async def _resource_list(self, request: web.Request) -> web.Response:
         group = request.match_info.get("group", "")

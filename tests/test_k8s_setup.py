@@ -58,7 +58,7 @@ ERRORS: list[tuple[list[str], str, int]] = [
     (["apiserver_max_inflight"], f"kubernetes: {ARGS} 'apiserver_max_inflight'", 0),
     (["manifests"], f"kubernetes: {ARGS} 'manifests'", 0),
     (["zonal", "noendpoints"], "kubernetes: zonal requires the endpoint cache; remove noendpoints", 1),
-    (["multicluster clusterset.local"], "kubernetes: 'multicluster' is not supported yet", 0),
+    (["multicluster clusterset.local"], "kubernetes: is not authoritative for the multicluster zone clusterset.local. (authoritative zones: [e35.test.])", 0),
     (["namespaces a {", "}"], "kubernetes: unexpected block after 'namespaces'", 0),
     (["!kubernetes 10.0.0.0/8 fd00::/8"], "kubernetes: non-reverse zone name must be used", -1),
     (["!kubernetes 10.0.0.0/33"], "invalid zone '10.0.0.0/33'", -1),

@@ -75,11 +75,15 @@ def default_corefile(domain: str, reverse: list[str]) -> str:
 """
 
 
-def check_corefile(text: str, name: str, base_dir: str) -> list[str]:
+def check_corefile(
+    text: str, name: str, base_dir: str, rules: list[dict[str, Any]] | None = None
+) -> list[str]:
     """Parse and set up the Corefile as `-validate` does; warnings for the probes' plugins.
 
     Raises DeployError with every `FILE:LINE - message`. `import` is resolved from
-    `base_dir`, although in the pod only the ConfigMap's own Corefile exists.
+    `base_dir`, although in the pod only the ConfigMap's own Corefile exists. The extra
+    RBAC rules its plugins ask for (a plugin's `rbac_rules()`, e.g. the kubernetes plugin's
+    ServiceImports with `multicluster`) are appended to `rules`, each once.
     """
     try:
         cfg = config_mod.build(parse_corefile_text(text, name, base_dir), name, text)
@@ -88,6 +92,11 @@ def check_corefile(text: str, name: str, base_dir: str) -> list[str]:
     except ConfigError as e:
         raise DeployError(str(e)) from None
     found = {p.name for p in cfg.plugins()}
+    for p in cfg.plugins():
+        asked = getattr(p, "rbac_rules", None)
+        for rule in asked() if callable(asked) else ():
+            if rules is not None and rule not in rules:
+                rules.append(rule)
     warnings = []
     for plugin, probe in (("health", "liveness"), ("ready", "readiness")):
         if plugin not in found:
@@ -276,13 +285,15 @@ def build(a: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
     else:
         reverse = [str(n) for n in _networks(a.service_cidr)]
         corefile, name, base = default_corefile(domain, reverse), "Corefile", os.getcwd()
-    warnings = check_corefile(corefile, name, base)
+    rules: list[dict[str, Any]] = []
+    warnings = check_corefile(corefile, name, base, rules)
     opts = Options(
         namespace=a.namespace,
         cluster_ip=cluster_ip,
         replicas=a.replicas,
         image=a.image,
         corefile=corefile,
+        extra_rules=tuple(rules),
     )
     return objects(opts), warnings
 

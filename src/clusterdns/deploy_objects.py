@@ -6,7 +6,8 @@ IP kubelet's `clusterDNS` names, the Corefile mounted at /etc/coredns, /health o
 /ready on 8181, metrics on 9153 — with these choices:
 
 * the ClusterRole grants list and watch, nothing else, on endpoints, services, pods,
-  namespaces and discovery.k8s.io endpointslices;
+  namespaces and discovery.k8s.io endpointslices — plus multicluster.x-k8s.io serviceimports
+  when the Corefile's kubernetes plugin uses `multicluster`;
 * the Service selects `k8s-app: kube-dns` only (as kubeadm's does), so during a migration
   CoreDNS's pods and ours serve side by side behind the same IP; the Deployment and the
   PodDisruptionBudget select our own pods only (`app.kubernetes.io/name: clusterdns` too),
@@ -47,6 +48,8 @@ class Options:
     replicas: int
     image: str
     corefile: str
+    #: RBAC rules the Corefile's plugins need beyond the defaults (deploy.check_corefile).
+    extra_rules: tuple[Obj, ...] = ()
 
 
 def _meta(name: str, ns: str | None, labels: dict[str, str] | None = None) -> Obj:
@@ -77,6 +80,7 @@ def rbac(o: Options) -> list[Obj]:
                     "resources": ["endpointslices"],
                     "verbs": list(VERBS),
                 },
+                *(dict(r) for r in o.extra_rules),
             ],
         },
         {

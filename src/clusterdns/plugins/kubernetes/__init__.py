@@ -15,6 +15,7 @@ Syntax::
         noendpoints
         fallthrough [ZONES...]
         ignore empty_service
+        multicluster [ZONES...]
         zonal
         startup_timeout DURATION
         apiserver_qps QPS
@@ -34,7 +35,9 @@ sync; until that sync is done, names that do not exist get SERVFAIL instead of N
 `snapshot` (ours) keeps the records in FILE, rewritten at most every INTERVAL (10s) after
 changes, and serves them when the API is not reachable within `startup_timeout` at start, if
 not older than `max_age` (24h) (snapshot_runtime.py; not used with `manifests`). `upstream`
-is accepted and ignored (deprecated); `multicluster` is not supported yet. `zonal` adds
+is accepted and ignored (deprecated). `multicluster ZONES` answers names in those zones from
+MCS-API ServiceImports and their multicluster EndpointSlices, watched only then
+(lookup.py's find_multicluster_services; xfr.py). `zonal` adds
 TOPOZONE.(pin|prefer)._zone.SERVICE.NS.svc.ZONE names for headless services (lookup.py).
 The records served, and where they differ from the specification, are in
 docs/plugins/kubernetes.md.
@@ -66,6 +69,7 @@ from clusterdns.plugins.kubernetes.metadata import published
 from clusterdns.plugins.kubernetes.metrics import DNS_PROGRAMMING
 from clusterdns.plugins.kubernetes.setup import Settings, parse
 from clusterdns.plugins.kubernetes.source import Source, SourceOptions
+from clusterdns.plugins.kubernetes.store import MC_KINDS
 from clusterdns.request import Request
 from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
@@ -106,21 +110,34 @@ class Kubernetes(External, Plugin):
     def _synced(self) -> bool:
         return self.source is not None and self.source.synced()
 
-    def _serial(self) -> int:
+    def _serial(self, zone: str = "") -> int:
+        """The SOA serial: when the zone's data last changed (multicluster zones: imports)."""
         store = self.backend.store
-        return int(store.modified) if isinstance(store, TimedStore) else 0
+        if not isinstance(store, TimedStore):
+            return 0
+        if zone and self.settings.multicluster and self.settings.is_multicluster(zone):
+            return int(store.mc_modified)
+        return int(store.modified)
 
     def source_options(self) -> SourceOptions:
         """What to fetch, as CoreDNS's informers: Services and Namespaces always (a name in a
         namespace that does not exist is NXDOMAIN), EndpointSlices unless `noendpoints`, Pods
-        only for `pods verified`."""
+        only for `pods verified`; with `multicluster`, ServiceImports and the multicluster
+        EndpointSlices (whatever `noendpoints` says, as CoreDNS). ServiceImports are listed
+        with the `namespace_labels` selector as their label selector, as CoreDNS does."""
         s = self.settings
         kinds = {"Service", "Namespace"}
         if not s.noendpoints:
             kinds.add("Endpoints")
         if s.pod_mode == "verified":
             kinds.add("Pod")
-        return SourceOptions(frozenset(kinds), s.labels, tuple(sorted(s.namespaces)))
+        imports = ""
+        if s.multicluster:
+            kinds |= MC_KINDS
+            imports = str(s.namespace_labels) if s.namespace_labels is not None else ""
+        return SourceOptions(
+            frozenset(kinds), s.labels, tuple(sorted(s.namespaces)), import_selector=imports
+        )
 
     async def start(self, rt: Runtime) -> None:
         s = self.settings
@@ -195,6 +212,19 @@ class Kubernetes(External, Plugin):
     def ready(self) -> bool | None:
         return self._synced()
 
+    def rbac_rules(self) -> list[dict[str, Any]]:
+        """RBAC rules this configuration needs beyond the ClusterRole `clusterdns manifests`
+        always writes: `multicluster` lists and watches ServiceImports."""
+        if not self.settings.multicluster:
+            return []
+        return [
+            {
+                "apiGroups": ["multicluster.x-k8s.io"],
+                "resources": ["serviceimports"],
+                "verbs": ["list", "watch"],
+            }
+        ]
+
     def autopath_search(self, req: Request) -> list[str] | None:
         """The client's search path for the *autopath* plugin (CoreDNS's AutoPath), or None.
 
@@ -228,7 +258,7 @@ class Kubernetes(External, Plugin):
         """clusterdns.pkg.xfr.Transferer: the cluster zone for the *transfer* plugin."""
         from clusterdns.plugins.kubernetes.xfr import transfer
 
-        return transfer(self.backend, self.settings.zones, zone, serial, self._serial())
+        return transfer(self.backend, self.settings.zones, zone, serial, self._serial(zone.lower()))
 
 
 PLUGIN = Kubernetes

@@ -1,6 +1,9 @@
 """ApiSource: the store kept in step with the Kubernetes API by list + watch, as informers do.
 
-Per kind (Services and EndpointSlices; Pods and Namespaces when the options ask for them):
+Per kind (Services and EndpointSlices; Pods and Namespaces when the options ask for them;
+with `multicluster` also ServiceImports of multicluster.x-k8s.io/v1alpha1 and a second
+EndpointSlice list+watch selecting `multicluster.kubernetes.io/service-name`, as CoreDNS's
+two extra informers):
 
 1. a paginated list (limit 500, `continue`), every object converted to a record at once;
    the whole list goes into the store with one `replace` — never an empty or half state;
@@ -48,15 +51,17 @@ from clusterdns.plugins.kubernetes.api_client import (
 from clusterdns.plugins.kubernetes.api_config import connect
 from clusterdns.plugins.kubernetes.metrics import observe_programming
 from clusterdns.plugins.kubernetes.records import (
+    MC_SERVICE_NAME_LABEL,
     BadObject,
     Endpoints,
-    Pod,
+    MultiClusterEndpoints,
     Record,
-    Service,
     to_endpoint_slice,
+    to_multicluster_slice,
     to_namespace,
     to_pod,
     to_service,
+    to_service_import,
 )
 from clusterdns.plugins.kubernetes.recovery import Recovery
 from clusterdns.plugins.kubernetes.source import ApiSettings, SourceOptions
@@ -72,6 +77,8 @@ RESOURCE_NAMES = {
     "Endpoints": "endpointslices",
     "Pod": "pods",
     "Namespace": "namespaces",
+    "ServiceImport": "serviceimports",
+    "MultiClusterEndpoints": "multicluster endpointslices",
 }
 
 
@@ -81,11 +88,19 @@ def _convert_slice(obj: dict[str, Any]) -> Endpoints | None:
     return to_endpoint_slice(obj)
 
 
+def _convert_mc_slice(obj: dict[str, Any]) -> MultiClusterEndpoints | None:
+    if obj.get("addressType") == "FQDN":
+        return None
+    return to_multicluster_slice(obj)
+
+
 CONVERTERS: dict[str, Callable[[dict[str, Any]], Record | None]] = {
     "Service": to_service,
     "Endpoints": _convert_slice,
     "Pod": to_pod,
     "Namespace": to_namespace,
+    "ServiceImport": to_service_import,
+    "MultiClusterEndpoints": _convert_mc_slice,
 }
 
 
@@ -257,14 +272,8 @@ class ApiSource:
     def _replace_stream(self, kind: str, s: _Stream, fresh: list[Record]) -> None:
         """A relist of one stream: its namespace gets `fresh`, the other namespaces stay."""
         if s.namespace:
-            table: list[Service] | list[Endpoints] | list[Pod]
-            if kind == "Service":
-                table = list(self.store.services.values())
-            elif kind == "Endpoints":
-                table = list(self.store.endpoints.values())
-            else:
-                table = list(self.store.pods.values())
-            others: list[Record] = [r for r in table if r.namespace != s.namespace]
+            table: list[Record] = list(self.store._table(kind).values())  # type: ignore[arg-type]
+            others: list[Record] = [r for r in table if getattr(r, "namespace", "") != s.namespace]
             fresh = others + fresh
         self.store.replace(kind, fresh)
 
@@ -351,6 +360,11 @@ class ApiSource:
             params["label_selector"] = self.options.label_selector
         if kind == "Pod":
             params["field_selector"] = POD_FIELD_SELECTOR
+        if kind == "MultiClusterEndpoints":  # CoreDNS adds "the label exists" to `labels`
+            sel = self.options.label_selector
+            params["label_selector"] = ",".join(x for x in (sel, MC_SERVICE_NAME_LABEL) if x)
+        if kind == "ServiceImport" and self.options.import_selector:
+            params["label_selector"] = self.options.import_selector
         return params
 
     def _wanted(self, kind: str, rec: Record) -> bool:
@@ -369,7 +383,7 @@ class ApiSource:
             api_metrics.SKIPPED.labels(kind).inc()
             log.warning(
                 "plugin/kubernetes: skipping %s %s: %s",
-                "EndpointSlice" if kind == "Endpoints" else kind,
+                "EndpointSlice" if kind in ("Endpoints", "MultiClusterEndpoints") else kind,
                 name or "(unnamed)",
                 e,
             )

@@ -36,7 +36,12 @@ from clusterdns.plugins.kubernetes.api_metrics import (
     REQUEST_DURATION,
     REQUESTS,
 )
-from clusterdns.plugins.kubernetes.k8s_client import ApiClient, CoreV1Api, DiscoveryV1Api
+from clusterdns.plugins.kubernetes.k8s_client import (
+    ApiClient,
+    CoreV1Api,
+    CustomObjectsApi,
+    DiscoveryV1Api,
+)
 from clusterdns.plugins.kubernetes.source import ApiSettings
 
 PAGE_SIZE = 500
@@ -134,7 +139,15 @@ METHODS: dict[str, tuple[str, str, str]] = {
     ),
     "Pod": ("core", "list_pod_for_all_namespaces", "list_namespaced_pod"),
     "Namespace": ("core", "list_namespace", ""),
+    "MultiClusterEndpoints": (
+        "discovery",
+        "list_endpoint_slice_for_all_namespaces",
+        "list_namespaced_endpoint_slice",
+    ),
+    "ServiceImport": ("custom", "list_cluster_custom_object", "list_namespaced_custom_object"),
 }
+#: The custom resource behind the "custom" group: (group, version, plural).
+SERVICE_IMPORTS = ("multicluster.x-k8s.io", "v1alpha1", "serviceimports")
 
 
 class Requester:
@@ -146,6 +159,7 @@ class Requester:
         self.client.user_agent = f"clusterdns/{__version__}"
         self.core = CoreV1Api(self.client)
         self.discovery = DiscoveryV1Api(self.client)
+        self.custom = CustomObjectsApi(self.client)
         self.bucket = TokenBucket(settings.qps, settings.burst) if settings.qps > 0 else None
         self.inflight = (
             asyncio.Semaphore(settings.max_inflight) if settings.max_inflight > 0 else None
@@ -172,6 +186,12 @@ class Requester:
 
     def _method(self, kind: str, namespace: str) -> Callable[..., Awaitable[Any]]:
         group, all_ns, per_ns = METHODS[kind]
+        if group == "custom":
+            g, v, plural = SERVICE_IMPORTS
+            fn = getattr(self.custom, per_ns if namespace else all_ns)
+            if namespace:
+                return lambda **kw: fn(g, v, namespace, plural, **kw)
+            return lambda **kw: fn(g, v, plural, **kw)
         api = self.core if group == "core" else self.discovery
         if namespace and per_ns:
             fn = getattr(api, per_ns)

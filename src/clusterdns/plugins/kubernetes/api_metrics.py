@@ -138,6 +138,10 @@ def _count(store: Store, kind: str) -> int:
         return len(store.endpoints)
     if kind == "Pod":
         return len(store.pods)
+    if kind == "ServiceImport":
+        return len(store.imports)
+    if kind == "MultiClusterEndpoints":
+        return len(store.mc_endpoints)
     return len(store.namespaces)
 
 

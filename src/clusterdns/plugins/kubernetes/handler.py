@@ -69,7 +69,7 @@ class Handler:
         backend: Backend,
         next_handler: Callable[[Request], Awaitable[dns.message.Message]],
         synced: Callable[[], bool],
-        serial: Callable[[], int],
+        serial: Callable[[str], int],
     ) -> None:
         self.s = settings
         self.b = backend
@@ -113,7 +113,7 @@ class Handler:
         elif qtype == _T.SRV:
             result = answers.srv(q, owner)
         elif qtype == _T.SOA:
-            soa = answers.soa(zone_name, self.serial()) if qname == zone else None
+            soa = answers.soa(zone_name, self.serial(zone)) if qname == zone else None
             result = ([soa] if soa is not None else [], [], False, False)
         elif qtype in (_T.AXFR, _T.IXFR):
             return req.reply(dns.rcode.REFUSED)
@@ -144,7 +144,7 @@ class Handler:
         self, req: Request, rcode: int, answers: Answers, zone: dns.name.Name
     ) -> dns.message.Message:
         m = req.reply(rcode, authoritative=True)
-        soa = answers.soa(zone, self.serial())
+        soa = answers.soa(zone, self.serial(zone.to_text().lower()))
         _fill(m, m.authority, [soa] if soa is not None else [])
         return m
 

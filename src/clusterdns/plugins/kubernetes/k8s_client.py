@@ -3,7 +3,8 @@
 `import kubernetes_asyncio.client` runs the package's `__init__`s, which import every generated
 API class and all ~770 model modules: ~38 MB of RSS that the API source never uses, since it
 asks for raw JSON (`_preload_content=False`) and only needs Configuration, ApiClient,
-CoreV1Api, DiscoveryV1Api and the kubeconfig loader (docs/decisions/k8s-client.md).
+CoreV1Api, DiscoveryV1Api, CustomObjectsApi (ServiceImports) and the kubeconfig loader
+(docs/decisions/k8s-client.md).
 
 So before importing those submodules this module registers *lazy* package objects for
 `kubernetes_asyncio`, `.client`, `.client.api` and `.client.models`: real module objects built
@@ -43,6 +44,7 @@ MODULES = (
     f"{ROOT}.client.api_client",
     f"{ROOT}.client.api.core_v1_api",
     f"{ROOT}.client.api.discovery_v1_api",
+    f"{ROOT}.client.api.custom_objects_api",
     f"{ROOT}.config.config_exception",
     f"{ROOT}.config.kube_config",
 )
@@ -134,6 +136,7 @@ LAZY = _prepare()
 # Plain imports from here: either the lazy packages are in place with these modules loaded, or
 # this is the library's ordinary (complete) import.
 from kubernetes_asyncio.client.api.core_v1_api import CoreV1Api  # noqa: E402
+from kubernetes_asyncio.client.api.custom_objects_api import CustomObjectsApi  # noqa: E402
 from kubernetes_asyncio.client.api.discovery_v1_api import DiscoveryV1Api  # noqa: E402
 from kubernetes_asyncio.client.api_client import ApiClient  # noqa: E402
 from kubernetes_asyncio.client.configuration import Configuration  # noqa: E402
@@ -146,6 +149,7 @@ __all__ = [
     "ConfigException",
     "Configuration",
     "CoreV1Api",
+    "CustomObjectsApi",
     "DiscoveryV1Api",
     "kube_config",
 ]

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from clusterdns.plugins.kubernetes.records import Address, Endpoints, Port, Record, Service
 from clusterdns.plugins.kubernetes.setup import Settings, is_reverse
-from clusterdns.plugins.kubernetes.store import Store
+from clusterdns.plugins.kubernetes.store import MC_KINDS, Store
 
 DNS_SCHEMA_VERSION = "1.1.0"
 TXT_TTL = 28800
@@ -60,6 +60,7 @@ class RecordRequest:
     port: str = ""
     protocol: str = ""
     endpoint: str = ""
+    cluster: str = ""  # `multicluster` zones: ENDPOINT.CLUSTER.service.namespace.svc.zone
     service: str = ""
     namespace: str = ""
     pod_or_svc: str = ""
@@ -122,10 +123,14 @@ def endpoint_hostname(addr: Address, pod_names: bool) -> str:
     return ""
 
 
-def parse_request(q: Query, zonal: bool = False) -> tuple[RecordRequest, bool]:
+def parse_request(
+    q: Query, zonal: bool = False, multicluster: bool = False
+) -> tuple[RecordRequest, bool]:
     """CoreDNS's parseRequest: [_port._proto.|endpoint.]service.namespace.(svc|pod).zone, and
     with `zonal` TOPOZONE.(pin|prefer)._zone.service.namespace.svc.zone (TOPOZONE may span
-    labels: every label left of the directive). Anything else longer is invalid (NXDOMAIN)."""
+    labels: every label left of the directive). In a multicluster zone two labels left of
+    the service without a leading underscore are ENDPOINT.CLUSTER, and zonal names are not
+    defined. Anything else longer is invalid (NXDOMAIN)."""
     r = RecordRequest()
     segs = q.labels[: len(q.labels) - q.nz]
     if not segs or segs == ["svc"] or segs == ["pod"]:
@@ -141,9 +146,12 @@ def parse_request(q: Query, zonal: bool = False) -> tuple[RecordRequest, bool]:
     if len(rest) == 1:
         r.endpoint = rest[0]
     elif len(rest) == 2:
-        r.port, r.protocol = _strip(rest[0]), _strip(rest[1])
+        if multicluster and not rest[0].startswith("_") and not rest[1].startswith("_"):
+            r.endpoint, r.cluster = rest
+        else:
+            r.port, r.protocol = _strip(rest[0]), _strip(rest[1])
     elif rest:
-        if not zonal or rest[-1] != ZONE_LABEL or r.pod_or_svc != "svc":
+        if not zonal or multicluster or rest[-1] != ZONE_LABEL or r.pod_or_svc != "svc":
             return r, True
         if rest[-2] not in (PIN, PREFER):
             return r, True
@@ -171,10 +179,21 @@ class TimedStore(Store):
     """A Store that remembers when DNS data last changed: CoreDNS's SOA serial.
 
     As CoreDNS's controller: a change that only bumps resourceVersion, a relist that brings
-    back the same objects, and Namespace changes leave it alone.
+    back the same objects, and Namespace changes leave it alone. The multicluster kinds
+    follow CoreDNS's informer handlers exactly: adding or deleting a ServiceImport or a
+    multicluster EndpointSlice moves `modified` (the cluster zones' serial), only a real
+    change of one moves `mc_modified` (the multicluster zones' serial).
     """
 
     modified: float = field(default=0.0)
+    #: When a ServiceImport or multicluster EndpointSlice last changed: multicluster zones'.
+    mc_modified: float = field(default=0.0)
+
+    def _mark(self, kind: str, added_or_deleted: bool) -> None:
+        if kind in MC_KINDS and not added_or_deleted:
+            self.mc_modified = time.time()
+        elif kind != "Namespace":
+            self.modified = time.time()
 
     def _old(self, kind: str, key: tuple[str, str]) -> Record | None:
         if kind == "Namespace":
@@ -186,26 +205,29 @@ class TimedStore(Store):
         kind = type(rec).__name__
         old = self._old(kind, rec.key)
         super().upsert(rec)
-        if kind != "Namespace" and (old is None or not _same(old, rec)):
-            self.modified = time.time()
+        if old is None or not _same(old, rec):
+            self._mark(kind, old is None)
 
     def delete(self, kind: str, key: tuple[str, str]) -> None:
         existed = self._old(kind, key) is not None
         super().delete(kind, key)
-        if existed and kind != "Namespace":
-            self.modified = time.time()
+        if existed:
+            self._mark(kind, True)
 
     def replace(self, kind: str, records: list[Record]) -> None:
-        changed = False
+        added_or_deleted = changed = False
         if kind != "Namespace":
-            old = {k: v for k, v in self._table(kind).items()}
-            changed = len(old) != len(records) or any(
-                (o := old.get(r.key)) is None or not _same(o, r)  # type: ignore[arg-type]
-                for r in records
+            old: dict[tuple[str, str], Record] = dict(self._table(kind).items())  # type: ignore[arg-type]
+            new_keys = {r.key for r in records}
+            added_or_deleted = any(k not in old for k in new_keys) or any(
+                k not in new_keys for k in old
             )
+            changed = any((o := old.get(r.key)) is not None and not _same(o, r) for r in records)
         super().replace(kind, records)
+        if added_or_deleted:
+            self._mark(kind, True)
         if changed:
-            self.modified = time.time()
+            self._mark(kind, False)
 
 
 class Backend:
@@ -249,7 +271,8 @@ class Backend:
             if q.labels[: len(q.labels) - q.nz] == ["dns-version"]:
                 return [Item(text=DNS_SCHEMA_VERSION, ttl=TXT_TTL)], False
             items, nx = self.records(q)
-            if not items and not nx and self.s.zonal and parse_request(q, True)[0].zone:
+            mc = self.s.is_multicluster(q.zone.lower())
+            if not items and not nx and self.s.zonal and parse_request(q, True, mc)[0].zone:
                 return [], False  # a zonal name that exists but holds nothing: NODATA
             return [], not items  # NODATA if the name holds other records, else NXDOMAIN
         if qtype == "NS":
@@ -268,7 +291,8 @@ class Backend:
         return items, nx
 
     def records(self, q: Query) -> tuple[list[Item], bool]:
-        r, invalid = parse_request(q, self.s.zonal)
+        mc = bool(self.s.multicluster) and self.s.is_multicluster(q.zone.lower())
+        r, invalid = parse_request(q, self.s.zonal, mc)
         if invalid:
             return [], True
         if not r.pod_or_svc:
@@ -279,6 +303,8 @@ class Backend:
             return [], True
         if r.pod_or_svc == "pod":
             return self.find_pods(r, q.zone)
+        if mc:
+            return self.find_multicluster_services(r, q.zone)
         return self.find_services(r, q.zone)
 
     def find_pods(self, r: RecordRequest, zone: str) -> tuple[list[Item], bool]:
@@ -343,6 +369,42 @@ class Backend:
             found = True
             for ip in svc.cluster_ips:
                 items.append(Item(ip, p.port, base, ttl=ttl))
+        return items, not found
+
+    def find_multicluster_services(self, r: RecordRequest, zone: str) -> tuple[list[Item], bool]:
+        """CoreDNS's findMultiClusterServices: a ClusterSetIP import answers its IPs per
+        matching port (no port: NXDOMAIN, as CoreDNS); a Headless import — or an endpoint
+        name ENDPOINT.CLUSTER.… — answers the ready addresses of the import's multicluster
+        EndpointSlices, SRV targets ENDPOINT.CLUSTER.service.namespace.svc.ZONE."""
+        if not r.service:
+            return [], False
+        imp = self.store.imports.get((r.namespace, r.service))
+        if imp is None:
+            return [], True
+        ttl, pod_names = self.s.ttl, self.s.endpoint_pod_names
+        base = f"{imp.name}.{imp.namespace}.svc.{zone}"
+        if self.s.ignore_empty_service and not imp.headless:
+            eps = self.store.import_endpoints(imp.namespace, imp.name)
+            if not any(ep.addresses for ep in eps):
+                return [], True
+        items: list[Item] = []
+        if imp.headless or r.endpoint:
+            for ep in self.store.import_endpoints(imp.namespace, imp.name):
+                cluster = ep.cluster.lower()
+                for addr in ep.addresses:
+                    label = endpoint_hostname(addr, pod_names)
+                    if r.endpoint and (r.cluster != cluster or r.endpoint != label.lower()):
+                        continue
+                    target = f"{label}.{ep.cluster}.{base}" if ep.cluster else f"{label}.{base}"
+                    for p in ep.ports or _NO_PORT:
+                        if _port_match(r, p):
+                            items.append(Item(addr.ip, p.port, target, ttl=ttl))
+            return items, not items
+        found = False
+        for p in imp.ports:
+            if _port_match(r, p):
+                found = True
+                items.extend(Item(ip, p.port, base, ttl=ttl) for ip in imp.ips)
         return items, not found
 
     def _endpoint_items(

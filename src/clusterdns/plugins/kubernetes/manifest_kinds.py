@@ -1,7 +1,8 @@
 """Which kinds a manifest may hold: those served, those Kubernetes has, and the rest.
 
 `manifests` serves Namespace, Service, Endpoints, Pod (v1) and EndpointSlice
-(discovery.k8s.io/v1, v1beta1). Manifest directories often hold a whole application, so the
+(discovery.k8s.io/v1, v1beta1), and ServiceImport (multicluster.x-k8s.io/v1alpha1, used with
+the `multicluster` option). Manifest directories often hold a whole application, so the
 other built-in kinds (Deployment, ConfigMap…) and custom resources (any other API group, e.g.
 Knative's `serving.knative.dev` Service) are skipped quietly. A kind a built-in group does not
 have — a typo such as `kind: Servise`, or `apiVersion: v1` with `kind: Deployment` — or a served
@@ -53,6 +54,7 @@ SERVED: dict[tuple[str, str], frozenset[str]] = {
     ("", "Endpoints"): frozenset({"v1"}),
     ("", "Pod"): frozenset({"v1"}),
     ("discovery.k8s.io", "EndpointSlice"): frozenset({"v1", "v1beta1"}),
+    ("multicluster.x-k8s.io", "ServiceImport"): frozenset({"v1alpha1"}),
 }
 
 SERVE, SKIP, UNKNOWN = "serve", "skip", "unknown"

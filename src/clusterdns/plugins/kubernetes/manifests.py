@@ -8,7 +8,9 @@ A YAML file may hold several documents; a JSON file one object or several concat
 apiVersion, as the API returns them) are unpacked.
 
 Kinds used: Namespace, Service (v1), EndpointSlice (discovery.k8s.io v1/v1beta1), Endpoints
-(legacy v1) and Pod (v1); other Kubernetes kinds and custom resources — including a `Service` of
+(legacy v1) and Pod (v1), and with `multicluster` ServiceImport (multicluster.x-k8s.io
+v1alpha1) plus the EndpointSlices labelled multicluster.kubernetes.io/service-name; other
+Kubernetes kinds and custom resources — including a `Service` of
 another API group, e.g. Knative's — are ignored (debug log). A kind Kubernetes does not have
 (`kind: Servise`, `apiVersion: v1` with `kind: Deployment`, `apiVersion: v2` with `kind: Service`)
 is ignored with a warning naming the file, the document and the kind (manifest_kinds.py). The
@@ -68,19 +70,22 @@ from clusterdns.plugins.kubernetes.manifest_files import (
 )
 from clusterdns.plugins.kubernetes.manifest_kinds import SKIP, UNKNOWN, verdict
 from clusterdns.plugins.kubernetes.records import (
+    MC_SERVICE_NAME_LABEL,
     SERVICE_NAME_LABEL,
     BadObject,
     Endpoints,
     Record,
     to_endpoint_slice,
     to_endpoints,
+    to_multicluster_slice,
     to_namespace,
     to_pod,
     to_service,
+    to_service_import,
 )
 from clusterdns.plugins.kubernetes.selector import Selector, parse_selector
 from clusterdns.plugins.kubernetes.source import SourceOptions
-from clusterdns.plugins.kubernetes.store import KINDS, Store
+from clusterdns.plugins.kubernetes.store import KINDS, MC_KINDS, Store
 
 log = logging.getLogger("clusterdns.plugins.kubernetes")
 
@@ -118,6 +123,9 @@ class _Reader:
         self.selector: Selector | None = None
         if options.label_selector:
             self.selector = parse_selector(options.label_selector)
+        self.imports: Selector | None = None
+        if options.import_selector:
+            self.imports = parse_selector(options.import_selector)
         self.out = Loaded()
 
     def error(self, where: str, reason: str) -> None:
@@ -205,7 +213,9 @@ class _Reader:
         self.out.used_namespaces.add(ns)
         if kind == "EndpointSlice":
             self.out.sliced.add((ns, plain.get(SERVICE_NAME_LABEL, "")))
-        if record_kind not in wanted:
+        if kind in ("ServiceImport", "EndpointSlice") and MC_KINDS & wanted:
+            self.multicluster(obj, kind, meta, ns, plain, where)
+        if record_kind not in wanted or kind == "ServiceImport":
             return
         if self.selector is not None and not self.selector.matches(plain):
             return
@@ -219,7 +229,7 @@ class _Reader:
             self.put(to_pod(obj), where)
         elif kind == "EndpointSlice":
             ep = to_endpoint_slice(obj)
-            if not ep.service:
+            if not ep.service and MC_SERVICE_NAME_LABEL not in plain:
                 log.warning(
                     "plugin/kubernetes: manifests: %s: EndpointSlice %s/%s has no %s label, "
                     "it belongs to no service",
@@ -230,6 +240,27 @@ class _Reader:
             log.debug("plugin/kubernetes: manifests: %s: Endpoints not mirrored", where)
         else:
             self.out.legacy.append(((ns, str(meta.get("name"))), to_endpoints(obj)))
+
+    def multicluster(
+        self,
+        obj: Mapping[str, Any],
+        kind: str,
+        meta: dict[str, Any],
+        ns: str,
+        plain: dict[str, str],
+        where: str,
+    ) -> None:
+        """`multicluster`: ServiceImports (their label selector is `namespace_labels`', as
+        CoreDNS lists them) and the EndpointSlices labelled with an import's name (under
+        `labels`, as CoreDNS's second EndpointSlice informer)."""
+        obj = {**obj, "metadata": {**meta, "namespace": ns}}
+        if kind == "ServiceImport":
+            if self.imports is None or self.imports.matches(plain):
+                self.put(to_service_import(obj), where)
+        elif MC_SERVICE_NAME_LABEL in plain and (
+            self.selector is None or self.selector.matches(plain)
+        ):
+            self.put(to_multicluster_slice(obj), where)
 
     def put(self, rec: Record, where: str) -> None:
         kind = type(rec).__name__
@@ -362,7 +393,9 @@ class ManifestSource:
         r = loaded.records
         log.info(
             "plugin/kubernetes: manifests %s: %d services, %d endpoint slices, %d pods, "
-            "%d namespaces from %d files (%d errors, %d documents of unknown kinds)",
+            "%d namespaces%s from %d files (%d errors, %d documents of unknown kinds)",
             verb, len(r["Service"]), len(r["Endpoints"]), len(r["Pod"]), len(r["Namespace"]),
+            f", {len(r['ServiceImport'])} service imports, {len(r['MultiClusterEndpoints'])} "
+            "multicluster endpoint slices" if MC_KINDS & self.options.kinds else "",
             loaded.files, loaded.errors, loaded.warnings,
         )  # fmt: skip

@@ -35,7 +35,8 @@ def published(settings: Settings, backend: Backend, req: Request) -> dict[str, F
     owner: dns.name.Name = req.name
     nz = 0 if zone == "." else zone.count(".")
     labels = [label.lower().decode("latin-1") for label in owner.labels if label]
-    r, bad = parse_request(Query(labels, zone, nz))
+    mc = bool(settings.multicluster) and settings.is_multicluster(zone)
+    r, bad = parse_request(Query(labels, zone, nz), settings.zonal, mc)
     if bad:
         md["kubernetes/parse-error"] = _const("invalid query name")
         return md

@@ -16,6 +16,9 @@ from typing import Any
 Obj = Mapping[str, Any]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+#: MCS-API labels of the EndpointSlices an MCS implementation writes for a ServiceImport.
+MC_SERVICE_NAME_LABEL = "multicluster.kubernetes.io/service-name"
+MC_SOURCE_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,46 @@ class Namespace:
         return ("", self.name)
 
 
-Record = Service | Endpoints | Pod | Namespace
+@dataclass(frozen=True, slots=True)
+class ServiceImport:
+    """A ServiceImport (multicluster.x-k8s.io/v1alpha1): CoreDNS's object.ServiceImport.
+
+    `headless` is spec.type == Headless (anything else answers as ClusterSetIP); port
+    protocols are kept as written ("" when absent), as CoreDNS compares them.
+    """
+
+    name: str
+    namespace: str
+    headless: bool
+    ips: tuple[str, ...]
+    ports: tuple[Port, ...]
+    version: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class MultiClusterEndpoints:
+    """An EndpointSlice labelled multicluster.kubernetes.io/service-name: CoreDNS's
+    object.MultiClusterEndpoints. Only ready addresses are kept (nothing can publish the
+    not-ready ones of an import); `cluster` is the source-cluster label ("" if none)."""
+
+    name: str
+    namespace: str
+    service: str
+    cluster: str
+    addresses: tuple[Address, ...]
+    ports: tuple[Port, ...]
+    version: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+Record = Service | Endpoints | Pod | Namespace | ServiceImport | MultiClusterEndpoints
 
 #: Whether EndpointSlice zones are kept: set once a `zonal` plugin is configured, for the rest
 #: of the process (the converters are shared by every source; a reload that drops `zonal`
@@ -278,3 +320,46 @@ def to_pod(obj: Obj) -> Pod:
 def to_namespace(obj: Obj) -> Namespace:
     name, _, version, labels = _meta(obj)
     return Namespace(name, labels, version)
+
+
+def to_service_import(obj: Obj) -> ServiceImport:
+    name, ns, version, _ = _meta(obj)
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, Mapping):
+        raise BadObject("spec is not a map")
+    ips = spec.get("ips") or []
+    if not isinstance(ips, list):
+        raise BadObject("spec.ips is not a list")
+    raw = spec.get("ports") or []
+    if not isinstance(raw, list) or not all(isinstance(p, Mapping) for p in raw):
+        raise BadObject("spec.ports is not a list of maps")
+    ports: list[Port] = []
+    for p in raw:
+        port = p.get("port")
+        if not isinstance(port, int):
+            raise BadObject("spec.ports.port is not a number")
+        ports.append(Port(str(p.get("name") or ""), str(p.get("protocol") or ""), port))
+    return ServiceImport(
+        name=name,
+        namespace=ns,
+        headless=spec.get("type") == "Headless",
+        ips=tuple(_ip(ip, "spec.ips") for ip in ips if ip),
+        ports=tuple(ports),
+        version=version,
+    )
+
+
+def to_multicluster_slice(obj: Obj) -> MultiClusterEndpoints:
+    """An EndpointSlice as CoreDNS's EndpointSliceToMultiClusterEndpoints: its service is the
+    multicluster.kubernetes.io/service-name label, only ready addresses count."""
+    ep = to_endpoint_slice(obj)
+    labels = dict(_meta(obj)[3])
+    return MultiClusterEndpoints(
+        name=ep.name,
+        namespace=ep.namespace,
+        service=labels.get(MC_SERVICE_NAME_LABEL, ""),
+        cluster=sys.intern(labels.get(MC_SOURCE_CLUSTER_LABEL, "")),
+        addresses=tuple(a for a in ep.addresses if a.ready),
+        ports=ep.ports,
+        version=ep.version,
+    )

@@ -6,9 +6,10 @@ zone must not be a reverse zone (`non-reverse zone name must be used`); surplus 
 `ttl` and `startup_timeout` are ignored (with a warning here); `namespaces` and
 `namespace_labels` exclude each other. Ours: `manifests PATH…` (relative paths are taken from
 the Corefile's directory); `upstream [ADDRESS…]`, removed from CoreDNS, is accepted with a
-deprecation warning so old Corefiles still load; `multicluster` is refused as not supported
-yet; a negative `startup_timeout` is refused (CoreDNS would panic). `zonal` with `noendpoints`
-is CoreDNS's error.
+deprecation warning so old Corefiles still load; a negative `startup_timeout` is refused (CoreDNS
+would panic). `zonal` with `noendpoints` is CoreDNS's error. `multicluster [ZONES…]`: the zones
+(the last such line wins; none given: none, as CoreDNS) must be among the plugin's zones,
+else CoreDNS's "is not authoritative for the multicluster zone …" (named at that line).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from clusterdns.plugins.kubernetes.source import ApiSettings
 POD_MODES = ("disabled", "verified", "insecure")
 DEFAULT_TTL = 5
 DEFAULT_STARTUP_TIMEOUT = 5.0
-NOT_YET = ("multicluster",)
 _API_OPTIONS = ("endpoint", "tls", "kubeconfig", "apiserver_qps", "apiserver_burst")
 
 
@@ -54,6 +54,13 @@ class Settings:
     bind_hosts: list[str] = field(default_factory=list)
     snapshot: SnapshotSettings | None = None  # `snapshot` option (snapshot_config.py)
     zonal: bool = False
+    #: `multicluster` zones (normalized); a plugin zone below one of them is served from
+    #: ServiceImports (CoreDNS's isMultiClusterZone).
+    multicluster: list[str] = field(default_factory=list)
+
+    def is_multicluster(self, zone: str) -> bool:
+        """Whether the plugin zone `zone` (lower case) is a multicluster zone."""
+        return any(m == "." or zone == m or zone.endswith("." + m) for m in self.multicluster)
 
 
 def is_reverse(name: str) -> bool:
@@ -243,10 +250,18 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
                 "kubernetes: 'upstream' is deprecated and ignored: CNAME targets outside the "
                 "zones are always resolved through this server, as CoreDNS does",
             )
-        elif name in NOT_YET:
-            raise _err(opt, f"'{name}' is not supported yet")
+        elif name == "multicluster":
+            s.multicluster = zones_from_args(opt.args, default=[]) if opt.args else []
         else:
             raise unknown_option("kubernetes", opt)
+    for mz in s.multicluster:
+        if mz not in zones:
+            listed = " ".join(zones)
+            raise _err(
+                seen["multicluster"],
+                f"is not authoritative for the multicluster zone {mz} "
+                f"(authoritative zones: [{listed}])",
+            )
     if s.zonal and s.noendpoints:
         last = max(seen["zonal"], seen["noendpoints"], key=lambda o: o.line)
         raise _err(last, "zonal requires the endpoint cache; remove noendpoints")

@@ -82,7 +82,9 @@ class SnapshotKeeper:
         self.store = store
         self.source = source
         self.identity = identity
-        self.kinds = list(identity["kinds"])
+        #: The kinds kept; `multicluster`'s ServiceImports and slices are not (they stay
+        #: unsynced until the API delivers them).
+        self.kinds = [k for k in identity["kinds"] if k in snapshot.KINDS]
         #: When the snapshot being served was written (0: none is served).
         self.written = 0.0
         self._generation = -1  # the store generation last written

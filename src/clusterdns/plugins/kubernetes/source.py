@@ -14,7 +14,8 @@ from clusterdns.plugins.kubernetes.store import Store
 
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
-    """What to fetch. Kinds are record kinds: Service, Endpoints, Pod, Namespace."""
+    """What to fetch. Kinds are record kinds: Service, Endpoints, Pod, Namespace,
+    ServiceImport, MultiClusterEndpoints."""
 
     kinds: frozenset[str]
     #: `labels` option: Kubernetes label selector applied to Services and EndpointSlices
@@ -22,6 +23,9 @@ class SourceOptions:
     label_selector: str = ""
     #: `namespaces` option: only these namespaces are fetched/kept. Empty: all.
     namespaces: tuple[str, ...] = ()
+    #: `multicluster`: the label selector of ServiceImports (CoreDNS passes the
+    #: `namespace_labels` selector there). Empty: every import.
+    import_selector: str = ""
 
 
 @dataclass(slots=True)

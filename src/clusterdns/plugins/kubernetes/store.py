@@ -16,14 +16,18 @@ from typing import TypeVar
 from clusterdns.plugins.kubernetes.records import (
     Address,
     Endpoints,
+    MultiClusterEndpoints,
     Namespace,
     Pod,
     Record,
     Service,
+    ServiceImport,
 )
 
 T = TypeVar("T")
-KINDS = ("Service", "Endpoints", "Pod", "Namespace")
+KINDS = ("Service", "Endpoints", "Pod", "Namespace", "ServiceImport", "MultiClusterEndpoints")
+#: The kinds of the `multicluster` option (fetched only when it is on).
+MC_KINDS = frozenset({"ServiceImport", "MultiClusterEndpoints"})
 Key = tuple[str, str]
 
 
@@ -46,6 +50,12 @@ class Store:
         default_factory=lambda: defaultdict(list)
     )
     pods_by_ip: dict[str, list[Pod]] = field(default_factory=lambda: defaultdict(list))
+    #: `multicluster`: ServiceImports, and the multicluster EndpointSlices by import.
+    imports: dict[Key, ServiceImport] = field(default_factory=dict)
+    mc_endpoints: dict[Key, MultiClusterEndpoints] = field(default_factory=dict)
+    mc_endpoints_by_service: dict[Key, dict[Key, MultiClusterEndpoints]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
     #: Kinds that had their first full list; the plugin is ready when all it needs are in.
     synced: set[str] = field(default_factory=set)
     #: Kinds whose records came from a snapshot file and no fresh list has replaced yet.
@@ -101,6 +111,9 @@ class Store:
     def service_endpoints(self, namespace: str, name: str) -> list[Endpoints]:
         return list(self.endpoints_by_service.get((namespace, name), {}).values())
 
+    def import_endpoints(self, namespace: str, name: str) -> list[MultiClusterEndpoints]:
+        return list(self.mc_endpoints_by_service.get((namespace, name), {}).values())
+
     def namespace_exists(self, name: str) -> bool:
         return name in self.namespaces
 
@@ -115,6 +128,10 @@ class Store:
             return self.pods  # type: ignore[return-value]
         if kind == "Namespace":
             return {("", n): v for n, v in self.namespaces.items()}
+        if kind == "ServiceImport":
+            return self.imports  # type: ignore[return-value]
+        if kind == "MultiClusterEndpoints":
+            return self.mc_endpoints  # type: ignore[return-value]
         raise KeyError(kind)
 
     def _add(self, rec: Record) -> None:
@@ -131,6 +148,11 @@ class Store:
             self.pods[rec.key] = rec
             for ip in rec.ips:
                 self.pods_by_ip[ip].append(rec)
+        elif isinstance(rec, ServiceImport):
+            self.imports[rec.key] = rec
+        elif isinstance(rec, MultiClusterEndpoints):
+            self.mc_endpoints[rec.key] = rec
+            self.mc_endpoints_by_service[(rec.namespace, rec.service)][rec.key] = rec
         else:
             self.namespaces[rec.name] = rec
 
@@ -157,6 +179,16 @@ class Store:
                     _drop(self.pods_by_ip, ip, lambda p: p.key == key)
         elif kind == "Namespace":
             self.namespaces.pop(key[1], None)
+        elif kind == "ServiceImport":
+            self.imports.pop(key, None)
+        elif kind == "MultiClusterEndpoints":
+            mc = self.mc_endpoints.pop(key, None)
+            if mc is not None:
+                group = self.mc_endpoints_by_service.get((mc.namespace, mc.service))
+                if group is not None:
+                    group.pop(key, None)
+                    if not group:
+                        del self.mc_endpoints_by_service[(mc.namespace, mc.service)]
         else:
             raise KeyError(kind)
 
