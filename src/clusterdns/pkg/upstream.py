@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdataclass
+import dns.rrset
 
 from clusterdns.errors import PluginError
 from clusterdns.request import Request
@@ -31,10 +33,13 @@ _DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("upstream_depth", d
 
 
 async def lookup(
-    rt: Runtime | None, req: Request, name: dns.name.Name, qtype: int
+    rt: Runtime | None, req: Request, name: dns.name.Name, qtype: int, in_class: bool = False
 ) -> dns.message.Message | None:
     """The server's answer to (`name`, `qtype`) asked by `req`'s client; None without a
-    running server for `req` (the caller then answers without it, as CoreDNS does)."""
+    running server for `req` (the caller then answers without it, as CoreDNS does).
+
+    `in_class` asks in class IN whatever the client's class was (rewrite's cname target).
+    The depth is counted across plugins, as CoreDNS's server counts its re-entries."""
     fastpath.veto("upstream lookup")
     if rt is None:
         return None
@@ -42,10 +47,13 @@ async def lookup(
     if router is None:
         return None
     sub = req.derive(name, qtype)
+    if in_class:
+        q = sub.msg.question[0]
+        sub.msg.question = [dns.rrset.RRset(q.name, dns.rdataclass.IN, q.rdtype)]
     depth = _DEPTH.get()
     token = _DEPTH.set(depth + 1)
     try:
-        found = router.route(sub.qname, sub.qtype)
+        found = router.route(sub.qname, sub.qtype, sub)
         if depth >= MAX_DEPTH:
             resp = sub.reply(dns.rcode.SERVFAIL)
         elif found is None:

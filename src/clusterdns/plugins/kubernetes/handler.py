@@ -23,7 +23,6 @@ answers depend on it, so those are only replayed to the same spelling; answers t
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -36,7 +35,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from clusterdns.errors import PluginError
+from clusterdns.pkg import upstream
 from clusterdns.plugins.kubernetes.answers import RR, Answers, Result
 from clusterdns.plugins.kubernetes.lookup import NS_NAME, Backend, Query
 from clusterdns.plugins.kubernetes.setup import Settings
@@ -53,8 +52,6 @@ _T = dns.rdatatype
 _IN = dns.rdataclass.IN
 #: Lookups nested in one query (ExternalName → other zone → ExternalName …): CoreDNS's server
 #: refuses to be entered more than 10 times for one query and answers SERVFAIL instead.
-MAX_UPSTREAM_DEPTH = 9
-_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("k8s_upstream_depth", default=0)
 
 
 def _labels(name: dns.name.Name) -> list[str]:
@@ -154,40 +151,8 @@ class Handler:
         None (the CNAME is then left out, as CoreDNS does on a lookup error) when no server
         is running this plugin; SERVFAIL when lookups nest too deep.
         """
-        rt = self.runtime
-        depth = _DEPTH.get()
         fastpath.veto("kubernetes: upstream lookup")
-        if rt is None:
-            return None
-        router = next(
-            (lst.router for a, lst in rt.listeners.items() if a.label == req.server), None
-        )
-        if router is None:
-            return None
-        sub = req.derive(dns.name.from_text(target), qtype)
-        found = router.route(sub.qname, sub.qtype)
-        token = _DEPTH.set(depth + 1)
-        try:
-            if depth >= MAX_UPSTREAM_DEPTH:
-                resp = sub.reply(dns.rcode.SERVFAIL)
-            elif found is None:
-                resp = sub.reply(dns.rcode.REFUSED)
-            else:
-                sub.zone, block = found
-                try:
-                    resp = await block.chain(sub)
-                except PluginError as e:
-                    resp = sub.reply(e.rcode)
-        finally:
-            _DEPTH.reset(token)
-        if sub.after_write:
-            size = len(resp.to_wire())
-            for fn in sub.after_write:  # the inner query is logged and counted, as in CoreDNS
-                try:
-                    fn(sub, resp, size)
-                except Exception:
-                    log.exception("after-write hook failed")
-        return resp
+        return await upstream.lookup(self.runtime, req, dns.name.from_text(target), qtype)
 
 
 def _fill(m: dns.message.Message, section: list[dns.rrset.RRset], rrs: list[RR]) -> None:

@@ -23,7 +23,6 @@ client's address or metadata (vetoed); `{qname}` data keeps the answer to the qu
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from typing import TYPE_CHECKING
 
@@ -35,6 +34,7 @@ import dns.rrset
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.errors import PluginError
+from clusterdns.pkg import upstream
 from clusterdns.plugin import Plugin, Replay, SetupContext
 from clusterdns.plugins.rewrite.base import CONTINUE, STOP, Rule, RuleError, State
 from clusterdns.plugins.rewrite.edns0 import (
@@ -64,8 +64,6 @@ log = logging.getLogger("clusterdns.plugins.rewrite")
 
 #: Lookups nested in one query (a cname rule's target answered by a CNAME it rewrites again …);
 #: CoreDNS's server stops re-entering itself at 10.
-MAX_DEPTH = 9
-_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("rewrite_depth", default=0)
 
 
 def new_rule(args: list[str]) -> Rule:
@@ -232,41 +230,8 @@ class Rewrite(Plugin):
         """Resolve `target` through this server from the top, as CoreDNS's upstream.Lookup:
         a copy of the (rewritten) query asking `target`, class IN."""
         fastpath.veto("rewrite: cname target lookup")
-        req, rt = st.req, self.runtime
-        router = None
-        if rt is not None:
-            router = next(
-                (s.router for a, s in rt.listeners.items() if a.label == req.server), None
-            )
-        if router is None:
-            return None
-        sub = req.derive(dns.name.from_text(target), qtype)
-        q = sub.msg.question[0]
-        sub.msg.question = [dns.rrset.RRset(q.name, dns.rdataclass.IN, q.rdtype)]
-        depth = _DEPTH.get()
-        token = _DEPTH.set(depth + 1)
-        try:
-            found = router.route(sub.qname, sub.qtype)
-            if depth >= MAX_DEPTH:
-                resp = sub.reply(dns.rcode.SERVFAIL)
-            elif found is None:
-                resp = sub.reply(dns.rcode.REFUSED)
-            else:
-                sub.zone, block = found
-                try:
-                    resp = await block.chain(sub)
-                except PluginError as e:
-                    resp = sub.reply(e.rcode)
-        finally:
-            _DEPTH.reset(token)
-        if sub.after_write:
-            size = len(resp.to_wire())
-            for fn in sub.after_write:  # the inner query is logged and counted, as in CoreDNS
-                try:
-                    fn(sub, resp, size)
-                except Exception:
-                    log.exception("after-write hook failed")
-        return resp
+        name = dns.name.from_text(target)
+        return await upstream.lookup(self.runtime, st.req, name, qtype, in_class=True)
 
 
 PLUGIN = Rewrite
