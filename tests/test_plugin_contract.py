@@ -187,3 +187,20 @@ def test_declared_replayable_plugins_are_replayed_like_the_chain(tmp_path: Path)
 """
     qs = [("db.example.org.", "A"), ("db.example.org.", "ANY"), ("nope.example.org.", "A")]
     assert fast_like_chain(corefile, tmp_path, qs) >= len(qs)
+
+
+def test_forward_on_the_listener_passes_other_classes_on(tmp_path: Path) -> None:
+    """forward (like proxy) opens other classes, as CoreDNS's EnableChaos: the upstream answers."""
+    import dns.message
+
+    from tests.upstreams import Upstream
+
+    def empty(q: dns.message.Message, proto: str) -> list[dns.message.Message]:
+        return [dns.message.make_response(q)]
+
+    with Upstream(empty) as up:
+        corefile = f".:@PORT@ {{\n    bind 127.0.0.1\n    forward . {up.addr}\n}}\n"
+        with serve(corefile, tmp_path) as srv:
+            for qclass in ("CH", "HS", "IN"):
+                r = srv.query("version.bind.", "TXT", qclass)
+                assert r.rcode() == dns.rcode.NOERROR, qclass
