@@ -204,3 +204,31 @@ def test_forward_on_the_listener_passes_other_classes_on(tmp_path: Path) -> None
             for qclass in ("CH", "HS", "IN"):
                 r = srv.query("version.bind.", "TXT", qclass)
                 assert r.rcode() == dns.rcode.NOERROR, qclass
+
+
+@pytest.mark.parametrize(
+    ("rules", "question"),
+    [
+        ("rewrite name exact alias.example.org. db.example.org.", ("alias.example.org.", "A")),
+        ("rewrite name suffix .corp.example. .example.org. answer auto", ("db.corp.example.", "A")),
+        ('template IN A tmpl.test {\n        answer "{{ .Name }} 60 IN A 10.9.9.9"\n    }',
+         ("x.tmpl.test.", "A")),
+        ("template ANY AAAA {\n        rcode NOERROR\n    }", ("db.example.org.", "AAAA")),
+    ],
+    ids=["rewrite-exact", "rewrite-answer-auto", "template-answer", "template-rcode"],
+)  # fmt: skip
+def test_rewritten_and_templated_answers_are_replayed(
+    tmp_path: Path, rules: str, question: tuple[str, str]
+) -> None:
+    """Their answers depend only on the rules: the fast path replays them, byte for byte."""
+    corefile = f"""
+.:@PORT@ {{
+    bind 127.0.0.1
+    prometheus 127.0.0.1:@P1@
+    {rules}
+    hosts {{
+        10.0.0.1 db.example.org
+    }}
+}}
+"""
+    assert fast_like_chain(corefile, tmp_path, [question]) >= 1
