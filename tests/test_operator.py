@@ -227,6 +227,15 @@ def test_unset_environment_variable_is_named(
     assert f"{conf}:{line} - " in r.stderr and message in r.stderr, r.stderr
 
 
+def test_unset_environment_variable_is_named_in_warnings(tmp_path: Path) -> None:
+    conf = tmp_path / "Corefile"
+    conf.write_text("example.org:1053 {\n    file {$OPS_TEST_UNSET_DIR}/db.example.org\n}\n")
+    r = run_cli("-conf", str(conf), "-validate")
+    assert r.returncode == 0, r.stderr
+    assert f"{conf}:2 - plugin/file: Failed to open" in r.stderr, r.stderr
+    assert "(the environment variable OPS_TEST_UNSET_DIR is not set)" in r.stderr, r.stderr
+
+
 def test_set_environment_variable_is_not_mentioned(tmp_path: Path) -> None:
     conf = tmp_path / "Corefile"
     conf.write_text(".:1053 {\n    bufsize {$OPS_TEST_BUF}\n}\n")

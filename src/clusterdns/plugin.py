@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import dns.message
 
-from clusterdns.corefile.ast import Directive
+from clusterdns.corefile.ast import Directive, unset_note
 from clusterdns.errors import ConfigError, PluginError
 from clusterdns.request import Request
 
@@ -47,7 +47,10 @@ class SetupContext:
         return seen
 
     def warn(self, d: Directive, message: str) -> None:
-        self.warnings.append(f"{d.file}:{d.line} - {message}")
+        """A warning logged at start, naming the line (and the unset environment variables its
+        words came from, as errors do)."""
+        note = unset_note([t for t in d.args if t.line == d.line])
+        self.warnings.append(f"{d.file}:{d.line} - {message}{note}")
 
 
 class Replay(enum.Enum):
