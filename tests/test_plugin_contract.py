@@ -232,3 +232,9 @@ def test_rewritten_and_templated_answers_are_replayed(
 }}
 """
     assert fast_like_chain(corefile, tmp_path, [question]) >= 1
+
+
+@pytest.mark.parametrize("name", sorted(registry.AVAILABLE))
+def test_every_plugin_has_its_page_and_readme_row(name: str) -> None:
+    assert (ROOT / "docs" / "plugins" / f"{name}.md").is_file()
+    assert f"| [{name}](docs/plugins/{name}.md) |" in (ROOT / "README.md").read_text()
