@@ -427,7 +427,9 @@ def test_zone_transfer_of_imports(api: ApiServer, tmp_path: Path) -> None:
         if binary() is None:
             pytest.skip("the reference CoreDNS binary is not available")
         with serve_coredns(XFR_COREFILE.replace("URL", api.url), tmp_path / "ref") as ref:
-            assert body == _zone_body(ref.port)
+            # The same records; CoreDNS's order of endpoints from two clusters follows its
+            # informer's maps, which vary from run to run.
+            assert sorted(body) == sorted(_zone_body(ref.port))
 
 
 def test_imports_are_fetched_only_with_the_option(tmp_path: Path) -> None:
