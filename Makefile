@@ -31,13 +31,14 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-# The benchmark (docs/performance.md): dnsperf against ClusterDNS and dnsmasq; ~15 minutes.
-# `make bench QUICK=1` is a ~2-minute check; BENCH_ARGS passes bench/run.py's other flags.
-# dnsmasq-base is dnsmasq without the system service (which would take port 53).
+# The benchmark (docs/performance.md): dnsperf against ClusterDNS, CoreDNS 1.14.7 and dnsmasq.
+# `make bench QUICK=1` is a ~4-minute check; BENCH_ARGS passes bench/run.py's other flags.
+# COREDNS=path is the CoreDNS to compare with (default: the reference in ../shared/tools;
+# without one, dnsmasq alone). dnsmasq-base is dnsmasq without the system service (port 53).
 bench: $(BENCH_STAMP)
 	@command -v dnsperf >/dev/null && command -v dnsmasq >/dev/null || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y dnsperf dnsmasq-base; }
-	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(if $(COREDNS),--coredns $(COREDNS)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

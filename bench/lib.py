@@ -24,6 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
 import psutil
 
 from tests.harness import free_port  # noqa: F401  (the bench's servers take ports alike)
@@ -196,6 +200,7 @@ class Server:
     port: int
     log: Path
     ready_s: float | None = None
+    answer_s: float | None = None  # exec to the first answer with records to `probe`
 
     @property
     def pids(self) -> list[int]:
@@ -211,42 +216,80 @@ class Server:
                 k.wait(5)
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return time.monotonic() - t0
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
 def start_clusterdns(
     name: str, corefile: str, work: Path, ready_port: int, port: int, workers: str,
-    env: dict[str, str] | None = None, ready_timeout: float = 120.0,
+    env: dict[str, str] | None = None, ready_timeout: float = 120.0, probe: str | None = None,
 ) -> Server:  # fmt: skip
-    """Start ClusterDNS and wait for /ready; `ready_s` is the time from exec to ready."""
+    """Start ClusterDNS and wait for /ready; `ready_s` is the time from exec to ready (and
+    `answer_s` to the first answer for the name `probe`)."""
+    cmd = [sys.executable, "-m", "clusterdns", "-workers", workers]
+    return _start(name, cmd, corefile, work, ready_port, port, env, ready_timeout, probe)
+
+
+def start_coredns(
+    name: str, exe: Path, corefile: str, work: Path, ready_port: int, port: int,
+    ready_timeout: float = 120.0, probe: str | None = None,
+) -> Server:  # fmt: skip
+    """Start the reference CoreDNS as ClusterDNS is started: same Corefile, same waits."""
+    return _start(name, [str(exe)], corefile, work, ready_port, port, None, ready_timeout, probe)
+
+
+def _start(
+    name: str, cmd: list[str], corefile: str, work: Path, ready_port: int, port: int,
+    env: dict[str, str] | None, ready_timeout: float, probe: str | None,
+) -> Server:  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
     conf = work / f"Corefile.{name}"
     conf.write_text(corefile)
     log = work / f"{name}.log"
     full_env = {**os.environ, **(env or {})}
-    cmd = [sys.executable, "-m", "clusterdns", "-conf", str(conf), "-workers", workers]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
-                                cwd=work)  # fmt: skip
+        proc = subprocess.Popen([*cmd, "-conf", str(conf)], stdout=out, stderr=subprocess.STDOUT,
+                                env=full_env, cwd=work)  # fmt: skip
     srv = Server(name, proc, port, log)
     try:
-        srv.ready_s = round(wait_http(f"http://{HOST}:{ready_port}/ready", proc, ready_timeout), 3)
+        srv.ready_s, srv.answer_s = wait_ready(ready_port, port, probe, proc, ready_timeout)
     except RuntimeError:
         srv.stop()
         raise RuntimeError(f"{name}: {log.read_text()[-2000:]}") from None
     return srv
+
+
+def wait_ready(
+    ready_port: int, port: int, probe: str | None, proc: subprocess.Popen[bytes], timeout: float
+) -> tuple[float, float | None]:
+    """Seconds from now (just after exec) until /ready says 200, and until an A query for
+    `probe` gets records: both are polled in turn, so neither waits for the other."""
+    t0 = time.monotonic()
+    ready: float | None = None
+    answer: float | None = None
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        if ready is None and _http_ok(f"http://{HOST}:{ready_port}/ready"):
+            ready = round(time.monotonic() - t0, 3)
+        if probe is not None and answer is None and _has_answer(port, probe):
+            answer = round(time.monotonic() - t0, 3)
+        if ready is not None and (probe is None or answer is not None):
+            return ready, answer
+        time.sleep(0.01)
+    raise RuntimeError(f"not ready (and answering {probe}) after {timeout}s")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _has_answer(port: int, name: str) -> bool:
+    try:
+        resp = dns.query.udp(dns.message.make_query(name, "A"), HOST, timeout=0.2, port=port)
+    except (OSError, dns.exception.DNSException):
+        return False
+    return resp.rcode() == dns.rcode.NOERROR and bool(resp.answer)
 
 
 def start_dnsmasq(name: str, work: Path, port: int, args: list[str]) -> Server:

@@ -3,9 +3,11 @@
 The document's tables sit between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` markers and
 are written from bench/results/full.json only (a full `make bench` rewrites them), so the
 prose around them is kept and the numbers cannot drift from the JSON; tests/test_bench.py
-checks that they agree.
+checks that they agree. With `--quick`, the `quick_*` sections are written from
+bench/results/coredns-quick.json (a copy of a `make bench QUICK=1` run's quick.json, which git
+ignores: a quick run against CoreDNS, kept apart from the full run's numbers).
 
-    python -m bench.mdreport [RESULTS.json] [DOC.md]
+    python -m bench.mdreport [--quick] [RESULTS.json] [DOC.md]
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.report import TARGETS, summary_rows, verdicts
+from bench.report import TARGETS, against_coredns, peer, summary_rows, verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "full.json"
+QUICK = ROOT / "bench" / "results" / "coredns-quick.json"
 DOC = ROOT / "docs" / "performance.md"
 SCENARIOS = {
     "1-cluster-cache": "1 · cluster names A/AAAA/SRV, cache",
@@ -61,7 +64,24 @@ def results_table(r: dict[str, Any]) -> str:
             ]
         )
     head = ["scenario", "server", "QPS", "avg ms", "p50 ms", "p99 ms", "lost", "CPU s"]
-    return _table([*head, "peak RSS MB", "vs dnsmasq"], rows)
+    return _table([*head, "peak RSS MB", f"vs {peer(r)}"], rows)
+
+
+def coredns_table(r: dict[str, Any]) -> str:
+    """ClusterDNS against CoreDNS, measure by measure (empty when the run had no CoreDNS)."""
+    rows = [
+        [
+            x["what"],
+            _f(x["clusterdns"], "{:,.0f}" if x["unit"] == "QPS" else "{:.2f}"),
+            _f(x["coredns"], "{:,.0f}" if x["unit"] == "QPS" else "{:.2f}"),
+            x["unit"],
+            f"{x['ratio']:.2f}x",
+            x["ahead"],
+        ]
+        for x in r.get("vs_coredns") or against_coredns(r)
+    ]
+    head = ["measure", "ClusterDNS", "CoreDNS", "unit", "ClusterDNS / CoreDNS", "ahead"]
+    return _table(head, rows)
 
 
 def curve_table(r: dict[str, Any]) -> str:
@@ -83,18 +103,23 @@ def startup_table(r: dict[str, Any]) -> str:
     rows = []
     for key, s in r["startup"].items():
         size = "1k/10k" if "1k_10k" in key else "10k/100k"
-        source = "API server" if key.startswith("api") else "manifests"
+        source = "manifests" if key.startswith("manifests") else "API server"
+        if key == "coredns_api_cache":
+            source += ", cache"
         rows.append(
             [
+                "CoreDNS" if key.startswith("coredns") else "ClusterDNS",
                 source,
                 sizes[size] if c["endpoints"] >= 100_000 else sizes["10k/100k"],
                 str(s.get("processes", 1)),
                 _f(s["ready_s"]),
+                _f(s.get("answer_s")),
                 _f(s["rss_mb"], "{:.0f}"),
                 _f(s.get("pss_mb"), "{:.0f}"),
             ]
         )
-    head = ["source", "services / endpoints", "processes", "ready s", "RSS MB", "PSS MB"]
+    head = ["server", "source", "services / endpoints", "processes", "ready s", "answering s"]
+    head += ["RSS MB", "PSS MB"]
     out = _table(head, rows) + "\n"
     changes = []
     for name, w in r.get("watch", {}).items():
@@ -121,6 +146,15 @@ def sections(r: dict[str, Any], targets: dict[str, float]) -> dict[str, str]:
     }
 
 
+def quick_sections(r: dict[str, Any]) -> dict[str, str]:
+    """The quick run against CoreDNS: no targets (a quick run measures none of their sizes)."""
+    return {
+        "quick_vs_coredns": coredns_table(r),
+        "quick_results": results_table(r),
+        "quick_startup": startup_table(r),
+    }
+
+
 def fill(doc: str, parts: dict[str, str]) -> str:
     """`doc` with every marked section replaced by its part (unknown names are kept)."""
 
@@ -132,10 +166,13 @@ def fill(doc: str, parts: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    results = Path(argv[0]) if argv else RESULTS
+    quick = "--quick" in argv
+    argv = [x for x in argv if x != "--quick"]
+    results = Path(argv[0]) if argv else QUICK if quick else RESULTS
     doc = Path(argv[1]) if len(argv) > 1 else DOC
     r = json.loads(results.read_text())
-    doc.write_text(fill(doc.read_text(), sections(r, TARGETS)))
+    parts = quick_sections(r) if quick else sections(r, TARGETS)
+    doc.write_text(fill(doc.read_text(), parts))
     print(f"{doc}: tables from {results}")
     return 0
 

@@ -30,7 +30,7 @@ def table(r: dict[str, Any], targets: dict[str, float]) -> str:
         f"({r['versions']['cpu']})",
         "",
         f"{'scenario':22s} {'server':22s} {'QPS':>8s} {'avg ms':>7s} {'p50 ms':>7s} "
-        f"{'p99 ms':>7s} {'lost':>6s} {'CPU s':>6s} {'RSS MB':>7s} {'vs peer':>8s}",
+        f"{'p99 ms':>7s} {'lost':>6s} {'CPU s':>6s} {'RSS MB':>7s} {'vs ' + peer(r):>10s}",
     ]
     for key, x, ratio in summary_rows(r):
         server = x["server"] + (f" (of {x['runs']})" if x["runs"] > 1 else "")
@@ -38,7 +38,7 @@ def table(r: dict[str, Any], targets: dict[str, float]) -> str:
             f"{key:22s} {server:22s} {x['qps']:8.0f} {x['avg_ms']:7.2f} "
             f"{_f(x['p50_ms']):>7s} {_f(x['p99_ms']):>7s} {x['lost']:6d} "
             f"{_f(x['server_cpu_s'], '{:.1f}'):>6s} {_f(x['peak_rss_mb'], '{:.0f}'):>7s} "
-            f"{ratio:>8s}"
+            f"{ratio:>10s}"
         )
     lines.append("")
     for name, points in r["curve"].items():
@@ -50,7 +50,8 @@ def table(r: dict[str, Any], targets: dict[str, float]) -> str:
     lines.append("")
     for name, s in r["startup"].items():
         lines.append(
-            f"start-up ({name}): ready in {_f(s['ready_s'])} s, RSS after sync "
+            f"start-up ({name}): ready in {_f(s['ready_s'])} s, answering in "
+            f"{_f(s.get('answer_s'))} s, RSS after sync "
             f"{_f(s['rss_mb'], '{:.0f}')} MB (PSS {_f(s.get('pss_mb'), '{:.0f}')} MB, "
             f"{s.get('processes', 1)} processes)"
         )
@@ -59,22 +60,83 @@ def table(r: dict[str, Any], targets: dict[str, float]) -> str:
             f"change → answer ({name}): p50 {_f(w.get('p50_ms'))} ms, p99 "
             f"{_f(w.get('p99_ms'))} ms over {w['n']} changes"
         )
+    vs = r.get("vs_coredns") or against_coredns(r)
+    if vs:
+        lines += ["", "ClusterDNS against CoreDNS (ratio = ClusterDNS / CoreDNS):"]
+        for x in vs:
+            lines.append(
+                f"  {x['what']:44s} {x['clusterdns']:>10.2f} {x['coredns']:>10.2f} {x['unit']:5s}"
+                f" {x['ratio']:6.2f}x  {x['ahead']} ahead"
+            )
     lines += ["", "targets (from the issue):"]
     lines += [f"  {line}" for line in verdicts(r, targets)]
     return "\n".join(lines)
 
 
+def peer(r: dict[str, Any]) -> str:
+    """The server every ratio is taken against: "coredns" when the run had one."""
+    return str(r.get("peer", "dnsmasq"))
+
+
 def summary_rows(r: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
-    """(scenario, median row, "1.05x" against dnsmasq in that scenario or "") in order."""
+    """(scenario, median row, "1.05x" against the peer in that scenario or "") in order."""
     out = []
     for key, all_rows in sorted(r["scenarios"].items()):
         rows = medians(all_rows)
-        peer = next((x for x in rows if x["server"] == "dnsmasq"), None)
+        ref = next((x for x in rows if x["server"] == peer(r)), None)
         for x in rows:
             ratio = ""
-            if peer is not None and x is not peer and peer["qps"]:
-                ratio = f"{x['qps'] / peer['qps']:.2f}x"
+            if ref is not None and x is not ref and ref["qps"]:
+                ratio = f"{x['qps'] / ref['qps']:.2f}x"
             out.append((key, x, ratio))
+    return out
+
+
+#: The scenarios compared with CoreDNS (label, key): median QPS, higher is better.
+QPS_VS_COREDNS = [
+    ("1 · cluster names A, cache (head to head)", "1-cluster-cache-A"),
+    ("1 · cluster names A/AAAA/SRV, cache", "1-cluster-cache"),
+    ("2 · cluster names A/AAAA/SRV, no cache", "2-cluster-nocache"),
+    ("3 · ndots:5 search path", "3-ndots"),
+    ("4 · forwarded, cache", "4-external-cache"),
+    ("4 · forwarded, no cache", "4-external-nocache"),
+]
+#: Start-up, both from the test API server with the same Corefile (no cache), one process.
+STARTUP_VS_COREDNS = [
+    ("RSS after sync", "rss_mb", "MB"),
+    ("exec to /ready", "ready_s", "s"),
+    ("exec to the first answer", "answer_s", "s"),
+]
+
+
+def against_coredns(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every ratio ClusterDNS / CoreDNS the run has (none without CoreDNS): QPS (higher is
+    better), then RSS and start-up times (lower is better), with who is ahead."""
+    out: list[dict[str, Any]] = []
+
+    def add(what: str, ours: Any, theirs: Any, unit: str, higher: bool) -> None:
+        if not ours or not theirs:
+            return
+        better = ours >= theirs if higher else ours <= theirs
+        out.append(
+            {
+                "what": what,
+                "unit": unit,
+                "clusterdns": ours,
+                "coredns": theirs,
+                "ratio": round(ours / theirs, 3),
+                "ahead": "ClusterDNS" if better else "CoreDNS",
+            }
+        )
+
+    for what, key in QPS_VS_COREDNS:
+        rows = {x["server"]: x for x in medians(r["scenarios"].get(key, []))}
+        if "clusterdns" in rows and "coredns" in rows:
+            add(what + " (QPS)", rows["clusterdns"]["qps"], rows["coredns"]["qps"], "QPS", True)
+    ours, theirs = r["startup"].get("api_one_process"), r["startup"].get("coredns_api")
+    if ours and theirs:
+        for what, field, unit in STARTUP_VS_COREDNS:
+            add(what, ours.get(field), theirs.get(field), unit, False)
     return out
 
 
@@ -168,7 +230,7 @@ def chart(r: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    styles = {"clusterdns": "tab:blue", "dnsmasq": "tab:gray"}
+    styles = {"clusterdns": "tab:blue", "dnsmasq": "tab:gray", "coredns": "tab:orange"}
     for name, points in r["curve"].items():
         xs = [p["qps"] for p in points if p["p50_ms"] is not None]
         color = styles.get(name, "tab:green")

@@ -1,7 +1,14 @@
-"""`make bench`: ClusterDNS under dnsperf, beside dnsmasq, on this machine.
+"""`make bench`: ClusterDNS under dnsperf, beside the reference CoreDNS 1.14.7 and dnsmasq.
 
-    python bench/run.py [--quick] [--services N --endpoints N --namespaces N] [--seconds S]
-                        [--workers N|auto] [--out DIR]
+    python bench/run.py [--quick] [--coredns PATH] [--services N --endpoints N --namespaces N]
+                        [--seconds S] [--workers N|auto] [--out DIR]
+
+The peer is CoreDNS 1.14.7: `--coredns PATH`, or else the reference tests/coredns_ref.py
+unpacks from ../shared/tools. CoreDNS has no `manifests`, so it reads the same generated cluster
+from the test API server (tests/k8s_apiserver.py, in this process, loaded with the same objects)
+through `endpoint http://127.0.0.1:PORT`, with kubeadm's Corefile otherwise unchanged. Without a
+CoreDNS binary the peer is dnsmasq alone, as it was (and the run says so). dnsmasq is measured
+beside both either way: it is the fastest plain server at hand, and the local upstream.
 
 Scenarios (after a warm-up pass, for a fixed time each):
   1. cluster names (A/AAAA/SRV) with kubeadm's default Corefile (cache 30): cache hits;
@@ -11,11 +18,13 @@ Scenarios (after a warm-up pass, for a fixed time each):
   3. the ndots:5 pattern: three search-path expansions (NXDOMAIN) then the name; peer: dnsmasq;
   4. external names forwarded to a local upstream (dnsmasq) with cache on and off; peer:
      dnsmasq forwarding to the same upstream (with and without its cache).
+CoreDNS runs every scenario (with SRV too: its cluster answers are not a hosts file).
 Scenario 1 is also run with one process (`-workers 0`); its A-only head-to-head is run three
-times in turns (ClusterDNS, one process, dnsmasq) and summed up by medians; and it gives a
-latency-vs-load curve (25/50/75/100 % of that median) for ClusterDNS and dnsmasq. Also
-measured: time from start to ready and RSS after sync (manifests and the test API server), and
-how long a change of the cluster takes to be answered.
+times in turns (ClusterDNS, one process, CoreDNS, dnsmasq) and summed up by medians; and it
+gives a latency-vs-load curve (25/50/75/100 % of that median) for ClusterDNS and the peers.
+Also measured: time from exec to ready and to the first answer, RSS after sync (manifests and
+the test API server; CoreDNS from the API server), and how long a change of the cluster takes
+to be answered. Every ratio against CoreDNS is in the results' `vs_coredns`.
 
 Results: bench/results/<full|quick>.json, a PNG chart beside it, and a table on stdout.
 Quick mode (`make bench QUICK=1`): 1,000 services / 10,000 endpoints, 4-second runs, one
@@ -40,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import lib, watch
 from bench.gencluster import main as gencluster
-from bench.report import TARGETS
+from bench.report import TARGETS, against_coredns
 
 BENCH = Path(__file__).resolve().parent
 KUBEADM = """\
@@ -70,12 +79,45 @@ KUBEADM = """\
 CACHE_TTL = 30  # kubeadm's `cache 30` (and the kubernetes plugin's `ttl 30`)
 
 
+def kubeadm(port: int, ready: int, upstream: int, source: str, cache: bool) -> str:
+    """kubeadm's default Corefile on loopback ports; `source` is the kubernetes block's
+    `manifests DIR` (ClusterDNS) or `endpoint URL` (CoreDNS, which has no `manifests`)."""
+    return KUBEADM.format(
+        port=port,
+        health=lib.free_port(),
+        ready=ready,
+        metrics=lib.free_port(),
+        upstream=upstream,
+        source=source,
+        cache="cache 30" if cache else "",
+    )
+
+
+def find_coredns(given: Path | None) -> Path | None:
+    """The CoreDNS to compare with: `given` (which must exist), else the reference that
+    tests/coredns_ref.py unpacks from ../shared/tools (None when there is none)."""
+    if given is not None:
+        if not given.is_file():
+            raise SystemExit(f"--coredns {given}: no such file")
+        return given.resolve()
+    from tests import coredns_ref
+
+    return coredns_ref.binary()
+
+
 class Bench:
     def __init__(self, a: argparse.Namespace) -> None:
         self.a = a
         self.work = a.out / "work"
         self.upstream_port = lib.free_port()
-        self.results: dict[str, Any] = {"scenarios": {}, "curve": {}, "startup": {}}
+        self.coredns_exe: Path | None = a.coredns
+        self.probe: str | None = None  # a cluster name with an A record: "answering" means it
+        self.results: dict[str, Any] = {
+            "scenarios": {},
+            "curve": {},
+            "startup": {},
+            "peer": "coredns" if a.coredns else "dnsmasq",
+        }
 
     def cluster(self, services: int, endpoints: int, namespaces: int) -> Path:
         d = self.a.out / f"cluster-{services}-{endpoints}-{namespaces}"
@@ -96,22 +138,21 @@ class Bench:
 
     def corefile(self, source: str, cache: bool) -> tuple[str, int, int]:
         port, ready = lib.free_port(), lib.free_port()
-        text = KUBEADM.format(
-            port=port,
-            health=lib.free_port(),
-            ready=ready,
-            metrics=lib.free_port(),
-            upstream=self.upstream_port,
-            source=source,
-            cache="cache 30" if cache else "",
-        )
-        return text, port, ready
+        return kubeadm(port, ready, self.upstream_port, source, cache), port, ready
 
     def clusterdns(
         self, name: str, source: str, cache: bool = True, workers: str | None = None
     ) -> lib.Server:
         text, port, ready = self.corefile(source, cache)
-        return lib.start_clusterdns(name, text, self.work, ready, port, workers or self.a.workers)
+        w = workers or self.a.workers
+        return lib.start_clusterdns(name, text, self.work, ready, port, w, probe=self.probe)
+
+    def coredns(self, name: str, api_url: str, cache: bool = True) -> lib.Server:
+        """The reference CoreDNS on the same Corefile, its cluster from the test API server."""
+        assert self.coredns_exe is not None
+        text, port, ready = self.corefile(f"endpoint {api_url}", cache)
+        exe = self.coredns_exe
+        return lib.start_coredns(name, exe, text, self.work, ready, port, probe=self.probe)
 
     def dnsmasq(self, name: str, args: list[str]) -> lib.Server:
         return lib.start_dnsmasq(name, self.work, lib.free_port(), args)
@@ -148,6 +189,7 @@ class Bench:
         ttl = CACHE_TTL
         one = "clusterdns -workers 0"
         with contextlib.ExitStack() as stack:
+            api_url = self.api_server(stack, d) if self.coredns_exe else ""
             s1 = stack.enter_context(lib.running(self.clusterdns("s1", manifests)))
             ours = [("clusterdns", s1)]
             self.results["startup"]["manifests"] = self.startup(s1)
@@ -156,31 +198,53 @@ class Bench:
             )
             self.results["startup"]["manifests_one_process"] = self.startup(s0)
             ours.append((one, s0))
+            # CoreDNS (when there is one) is measured and warmed exactly as ClusterDNS is.
+            cd = []
+            if self.coredns_exe:
+                cd = [("coredns", stack.enter_context(lib.running(self.coredns("cd1", api_url))))]
+                self.results["startup"]["coredns_api_cache"] = self.startup(cd[0][1])
             peer = stack.enter_context(lib.running(self.dnsmasq("peer", peer_args)))
-            lib.warm_all([s.port for _, s in ours], cluster_q, spread=ttl)
-            for name, s in ours:
+            lib.warm_all([s.port for _, s in [*ours, *cd]], cluster_q, spread=ttl)
+            for name, s in [*ours, *cd]:
                 self.record("1-cluster-cache", name, self.measure(s, cluster_q))
             # Head to head, taken in turns (the machine's noise hits all alike): medians count.
-            lib.warm_all([s.port for _, s in [*ours, ("dnsmasq", peer)]], a_q)
+            turns = [*ours, *cd, ("dnsmasq", peer)]
+            lib.warm_all([s.port for _, s in turns], a_q)
             for rep in range(self.a.reps):
-                for name, s in [*ours, ("dnsmasq", peer)]:
+                for name, s in turns:
                     self.record("1-cluster-cache-A", name, self.measure(s, a_q), rep=rep)
-            self.curve("clusterdns", s1, a_q)
-            self.curve("dnsmasq", peer, a_q)
+            for name, s in [("clusterdns", s1), *cd, ("dnsmasq", peer)]:
+                self.curve(name, s, a_q)
             spread = 0.0 if self.a.quick else ttl  # quick: the NXDOMAINs expire together
-            lib.warm_all([s1.port], ndots_q, spread=spread)
+            lib.warm_all([s1.port, *(s.port for _, s in cd)], ndots_q, spread=spread)
             lib.warm_all([peer.port], ndots_q)
-            self.record("3-ndots", "clusterdns", self.measure(s1, ndots_q))
-            self.record("3-ndots", "dnsmasq", self.measure(peer, ndots_q))
-            self.record("4-external-cache", "clusterdns", self.run(s1, ext_q))
-        with lib.running(self.clusterdns("s2", manifests, cache=False)) as s2:
-            self.record("2-cluster-nocache", "clusterdns", self.run(s2, cluster_q))
-            self.record("4-external-nocache", "clusterdns", self.run(s2, ext_q))
+            for name, s in [("clusterdns", s1), *cd, ("dnsmasq", peer)]:
+                self.record("3-ndots", name, self.measure(s, ndots_q))
+            for name, s in [("clusterdns", s1), *cd]:
+                self.record("4-external-cache", name, self.run(s, ext_q))
+            with lib.running(self.clusterdns("s2", manifests, cache=False)) as s2:
+                self.record("2-cluster-nocache", "clusterdns", self.run(s2, cluster_q))
+                self.record("4-external-nocache", "clusterdns", self.run(s2, ext_q))
+            if self.coredns_exe:
+                with lib.running(self.coredns("cd2", api_url, cache=False)) as c2:
+                    # CoreDNS's start-up beside ClusterDNS's `api_one_process`: same Corefile.
+                    self.results["startup"]["coredns_api"] = self.startup(c2)
+                    self.record("2-cluster-nocache", "coredns", self.run(c2, cluster_q))
+                    self.record("4-external-nocache", "coredns", self.run(c2, ext_q))
         fwd = [f"--server={lib.HOST}#{self.upstream_port}"]
         with lib.running(self.dnsmasq("peer-fwd", [*fwd, "--cache-size=10000"])) as peer:
             self.record("4-external-cache", "dnsmasq", self.run(peer, ext_q))
         with lib.running(self.dnsmasq("peer-fwd-nocache", [*fwd, "--cache-size=0"])) as peer:
             self.record("4-external-nocache", "dnsmasq", self.run(peer, ext_q))
+
+    def api_server(self, stack: contextlib.ExitStack, d: Path) -> str:
+        """The test API server holding the generated cluster (CoreDNS's source); its URL."""
+        from tests.k8s_apiserver import ApiServer
+
+        api = ApiServer(history=100_000).start()
+        stack.callback(api.stop)
+        api.load(list(watch.objects(d / "cluster")))
+        return api.url
 
     def measure(self, srv: lib.Server, data: Path) -> lib.Perf:
         return lib.dnsperf(srv.port, data, self.a.seconds, pids=srv.pids)
@@ -190,6 +254,7 @@ class Bench:
         procs = lib.Procs(srv.pids)
         return {
             "ready_s": srv.ready_s,
+            "answer_s": srv.answer_s,
             "rss_mb": procs.rss_mb(),
             "pss_mb": procs.pss_mb(),
             "processes": len(procs.procs),
@@ -248,11 +313,16 @@ class Bench:
             self.results["watch"]["manifests"] = watch.manifest_changes(d / "cluster", s.port, 3)
 
 
+def probe_name(d: Path) -> str:
+    """The first name of the A queries: a Service with a cluster IP."""
+    return (d / "queries-cluster-a.txt").read_text().split(maxsplit=1)[0]
+
+
 def _ms(v: float | None) -> str:
     return f"{v:6.2f} ms" if v is not None else "   -   "
 
 
-def versions() -> dict[str, str]:
+def versions(coredns: Path | None) -> dict[str, str]:
     def first_line(cmd: list[str]) -> str:
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -267,6 +337,7 @@ def versions() -> dict[str, str]:
         "cpu": _cpu_model(),
         "dnsperf": first_line(["dnsperf", "-h"]),
         "dnsmasq": first_line(["dnsmasq", "--version"]),
+        **({"coredns": first_line([str(coredns), "-version"])} if coredns else {}),
     }
 
 
@@ -283,6 +354,7 @@ def _cpu_model() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--coredns", type=Path, help="the CoreDNS binary to compare with")
     p.add_argument("--services", type=int)
     p.add_argument("--endpoints", type=int)
     p.add_argument("--namespaces", type=int)
@@ -299,9 +371,19 @@ def main(argv: list[str] | None = None) -> int:
     a.curve_seconds = 3.0 if quick else 15.0
     a.reps = a.reps or (1 if quick else 3)
     lib.need_tools()
+    a.coredns = find_coredns(a.coredns)
+    if a.coredns is None:
+        print(
+            "no CoreDNS binary (--coredns PATH, or ../shared/tools/coredns-1.14.7.xz): "
+            "comparing with dnsmasq only",
+            flush=True,
+        )
+    else:
+        print(f"peer: {a.coredns}", flush=True)
     t0 = time.monotonic()
     b = Bench(a)
     d = b.cluster(a.services, a.endpoints, a.namespaces)
+    b.probe = probe_name(d)
     up = lib.start_dnsmasq(
         "upstream",
         b.work,
@@ -322,10 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         workers=a.workers,
         cluster=json.loads((d / "cluster.json").read_text()),
         dnsperf={"clients": lib.CLIENTS, "in_flight": lib.IN_FLIGHT, "probe_qps": lib.PROBE_QPS},
-        versions=versions(),
+        versions=versions(a.coredns),
         took_s=round(time.monotonic() - t0, 1),
         date=time.strftime("%Y-%m-%d %H:%M:%S %z"),
     )
+    b.results["vs_coredns"] = against_coredns(b.results)
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
     (results / f"{mode}.json").write_text(json.dumps(b.results, indent=1) + "\n")

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import dns.message
+import dns.query
 import dns.rcode
 import dns.rdatatype
+import pytest
 
-from bench import gencluster, lib, mdreport, report
+from bench import gencluster, lib, mdreport, report, run, watch
+from tests import coredns_ref
 from tests.harness import serve
+from tests.k8s_apiserver import ApiServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,11 +27,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_docs_tables_are_the_committed_results() -> None:
     doc = mdreport.DOC.read_text()
     r = json.loads(mdreport.RESULTS.read_text())
-    assert doc.count("<!-- bench:") == 4
+    quick = json.loads(mdreport.QUICK.read_text())
+    assert doc.count("<!-- bench:") == 4 + 3
     assert mdreport.fill(doc, mdreport.sections(r, report.TARGETS)) == doc, (
         "docs/performance.md's tables differ from bench/results/full.json: "
         "run `python -m bench.mdreport`"
     )
+    assert mdreport.fill(doc, mdreport.quick_sections(quick)) == doc, (
+        "docs/performance.md's quick CoreDNS tables differ from bench/results/coredns-quick.json:"
+        " run `python -m bench.mdreport --quick`"
+    )
+    assert quick["peer"] == "coredns" and quick["mode"] == "quick" and quick["vs_coredns"]
 
 
 def _hosts(path: Path) -> dict[str, set[str]]:
@@ -129,3 +141,82 @@ def test_medians_and_verdicts() -> None:
     assert any(x.startswith("[MISSED] scenario 2") for x in v)  # 90 QPS
     assert any(x.startswith("[MISSED] RSS after sync, 10k/100k") for x in v)
     assert any(x.startswith("[met] ready with 100k") for x in v)
+
+
+def test_coredns_peer_serves_the_generated_cluster_from_the_api_server(tmp_path: Path) -> None:
+    """The peer's Corefile is kubeadm's with `endpoint URL` for `manifests DIR`: the reference
+    CoreDNS, given the generated objects through the test API server, answers the names the
+    hosts file (and so ClusterDNS, above) has, and is timed to ready and to its first answer."""
+    exe = coredns_ref.require()
+    out = tmp_path / "gen"
+    argv = [str(out), "--services", "30", "--endpoints", "200", "--namespaces", "3"]
+    assert gencluster.main([*argv, "--query-services", "30"]) == 0
+    hosts = _hosts(out / "hosts")
+    upstream = lib.free_port()  # cluster names never reach it (and dnsmasq may be absent)
+    with ApiServer() as api:
+        api.load(list(watch.objects(out / "cluster")))
+        port, ready = lib.free_port(), lib.free_port()
+        text = run.kubeadm(port, ready, upstream, f"endpoint {api.url}", cache=True)
+        assert f"endpoint {api.url}\n" in text and "manifests" not in text
+        assert "cache 30" in text and f"forward . 127.0.0.1:{upstream} {{" in text
+        assert "cache" not in run.kubeadm(port, ready, upstream, "x", cache=False)
+        probe = run.probe_name(out)
+        with lib.running(
+            lib.start_coredns("cd", exe, text, tmp_path, ready, port, probe=probe)
+        ) as s:
+            assert s.ready_s is not None and s.answer_s is not None
+            lines = (out / "queries-cluster-a.txt").read_text().splitlines()
+            for name in sorted({x.split()[0].lower() + "." for x in lines})[:15]:
+                resp = dns.query.udp(dns.message.make_query(name, "A"), lib.HOST, 2, s.port)
+                got = {rr.address for rrset in resp.answer for rr in rrset}
+                assert got == hosts[name], name
+
+
+def test_coredns_binary_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = tmp_path / "coredns"
+    exe.write_text("")
+    assert run.find_coredns(exe) == exe.resolve()
+    with pytest.raises(SystemExit, match="no such file"):
+        run.find_coredns(tmp_path / "missing")
+    # No path given: the reference tests/coredns_ref.py finds (here, told to find none).
+    monkeypatch.setenv("COREDNS", str(tmp_path / "missing"))
+    assert run.find_coredns(None) is None
+    monkeypatch.setenv("COREDNS", str(exe))
+    assert run.find_coredns(None) == exe
+
+
+def _run_with(peer: str | None) -> dict[str, Any]:
+    servers = {"clusterdns": 200.0, "dnsmasq": 160.0} | ({"coredns": 100.0} if peer else {})
+    rows = [{**lib.Perf(qps=q).row(), "server": s} for s, q in servers.items()]
+    startup = {"api_one_process": {"ready_s": 0.5, "answer_s": 0.6, "rss_mb": 60.0}}
+    if peer:
+        startup["coredns_api"] = {"ready_s": 0.25, "answer_s": 0.3, "rss_mb": 80.0}
+    return {
+        "peer": peer or "dnsmasq",
+        "scenarios": {"1-cluster-cache-A": rows, "4-external-nocache": rows[:1]},
+        "startup": startup,
+    }
+
+
+def test_ratios_against_coredns_and_the_dnsmasq_fallback() -> None:
+    r = _run_with("coredns")
+    ratios = {x["server"]: ratio for k, x, ratio in report.summary_rows(r) if k[0] == "1"}
+    assert ratios == {"clusterdns": "2.00x", "dnsmasq": "1.60x", "coredns": ""}
+    vs = {x["what"]: (x["ratio"], x["ahead"]) for x in report.against_coredns(r)}
+    assert vs == {
+        "1 · cluster names A, cache (head to head) (QPS)": (2.0, "ClusterDNS"),
+        "RSS after sync": (0.75, "ClusterDNS"),  # lower is better
+        "exec to /ready": (2.0, "CoreDNS"),
+        "exec to the first answer": (2.0, "CoreDNS"),
+    }  # 4-external-nocache: no CoreDNS row, no ratio
+    table = mdreport.coredns_table(r)
+    assert "| 1 · cluster names A, cache (head to head) (QPS) | 200 | 100 | QPS | 2.00x |" in table
+    assert "| RSS after sync | 60.00 | 80.00 | MB | 0.75x | ClusterDNS |" in table
+    assert mdreport.results_table(r).splitlines()[0].endswith("| vs coredns |")
+
+    r = _run_with(None)
+    ratios = {x["server"]: ratio for k, x, ratio in report.summary_rows(r) if k[0] == "1"}
+    assert ratios == {"clusterdns": "1.25x", "dnsmasq": ""}
+    assert report.against_coredns(r) == []
+    assert mdreport.coredns_table(r).count("\n") == 2  # the head only
+    assert mdreport.results_table(r).splitlines()[0].endswith("| vs dnsmasq |")
