@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, Server, _fill, _wait_ready
+from tests.harness import ROOT, Server, _fill, _wait_ready, rrs
 
 TOOLS = ROOT.parent / "shared" / "tools"
 REASON = "the reference CoreDNS binary (../shared/tools/coredns-1.14.7.xz) is not available"
@@ -71,3 +71,32 @@ def serve_coredns(corefile: str, tmp: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+
+
+Answer = tuple[str, str, int, list[str], list[str], list[str]]
+
+
+def comparable(srv: Server, questions: list[tuple[str, str]], port: int) -> list[Answer]:
+    """Each question's rcode and sections as both servers must agree on them: SOA serials
+    (times) left out of the authority, additional owners lower-cased (ours show the query's
+    case, miekg's the record's)."""
+    out: list[Answer] = []
+    for name, qtype in questions:
+        r = srv.query(name, qtype, port=port)
+        auth = [" ".join(x.split()[:6]) for x in rrs(r.authority)]
+        extra = [x.lower() for x in rrs(r.additional)]
+        out.append((name, qtype, r.rcode(), rrs(r.answer), auth, extra))
+    return out
+
+
+def same_as_coredns(
+    ours: Server, corefile: str, tmp: Path, questions: list[tuple[str, str]],
+    ports: tuple[str, ...] = ("PORT",),
+) -> None:  # fmt: skip
+    """The reference CoreDNS, on the same Corefile, answers `questions` as `ours` does on each
+    of `ports` (`PORT` or a `P1`… name); skips without the binary."""
+    with serve_coredns(corefile, tmp) as ref:
+        for name in ports:
+            mine = comparable(ours, questions, ours.port if name == "PORT" else ours.ports[name])
+            theirs = comparable(ref, questions, ref.port if name == "PORT" else ref.ports[name])
+            assert mine == theirs, name

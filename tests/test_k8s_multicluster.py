@@ -19,7 +19,7 @@ import dns.rcode
 import pytest
 import yaml
 
-from tests.coredns_ref import binary, serve_coredns
+from tests.coredns_ref import binary, same_as_coredns, serve_coredns
 from tests.harness import Case, Server, check, rrs, run_cli, serve, setup_error
 from tests.k8s_apiserver import (
     ApiServer,
@@ -186,25 +186,10 @@ def test_option_off_serves_services_not_imports(ours: Server) -> None:
         assert ours.query(name, "A", port=p1).rcode() == NX, name
 
 
-def answers(s: Server, port: int) -> list[tuple[str, str, int, list[str], list[str], list[str]]]:
-    out = []
-    for name, qtype in QUESTIONS:
-        r = s.query(name, qtype, port=port)
-        # serials differ between the servers; NS glue is each server's own address
-        auth = [" ".join(x.split()[:6]) for x in rrs(r.authority)]
-        extra = [x.lower() for x in rrs(r.additional)]
-        out.append((name, qtype, r.rcode(), rrs(r.answer), auth, extra))
-    return out
-
-
 def test_same_answers_as_coredns(ours: Server, api: ApiServer, tmp_path: Path) -> None:
     if binary() is None:
         pytest.skip("the reference CoreDNS binary is not available")
-    with serve_coredns(COREFILE.replace("URL", api.url), tmp_path) as ref:
-        for name in ("PORT", "P1"):
-            mine = answers(ours, ours.port if name == "PORT" else ours.ports["P1"])
-            theirs = answers(ref, ref.port if name == "PORT" else ref.ports["P1"])
-            assert mine == theirs
+    same_as_coredns(ours, COREFILE.replace("URL", api.url), tmp_path, QUESTIONS, ("PORT", "P1"))
 
 
 def until(fn: Callable[[], bool], timeout: float = 10.0) -> None:

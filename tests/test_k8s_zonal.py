@@ -14,8 +14,8 @@ from pathlib import Path
 import dns.rcode
 import pytest
 
-from tests.coredns_ref import binary, serve_coredns
-from tests.harness import Case, Server, check, rrs, serve, setup_error
+from tests.coredns_ref import binary, same_as_coredns
+from tests.harness import Case, Server, check, serve, setup_error
 from tests.k8s_apiserver import ApiServer, Obj, endpoint_slice, namespace, service
 
 NX = dns.rcode.NXDOMAIN
@@ -153,25 +153,10 @@ def test_zone_scoped_names(ours: Server) -> None:
         assert r.rcode() == NX, (name, qtype)
 
 
-def answers(srv: Server, port: int) -> list[tuple[str, str, int, list[str], list[str], list[str]]]:
-    out = []
-    for name, qtype in QUESTIONS:
-        r = srv.query(name, qtype, port=port)
-        # serials differ between the servers; extra owners may show the question's case
-        auth = [" ".join(x.split()[:6]) for x in rrs(r.authority)]
-        extra = [x.lower() for x in rrs(r.additional)]
-        out.append((name, qtype, r.rcode(), rrs(r.answer), auth, extra))
-    return out
-
-
 def test_same_answers_as_coredns(ours: Server, api: ApiServer, tmp_path: Path) -> None:
     if binary() is None:
         pytest.skip("the reference CoreDNS binary is not available")
-    with serve_coredns(COREFILE.replace("URL", api.url), tmp_path) as ref:
-        for name in ("PORT", "P1"):
-            mine = answers(ours, ours.port if name == "PORT" else ours.ports["P1"])
-            theirs = answers(ref, ref.port if name == "PORT" else ref.ports["P1"])
-            assert mine == theirs
+    same_as_coredns(ours, COREFILE.replace("URL", api.url), tmp_path, QUESTIONS, ("PORT", "P1"))
 
 
 def test_zones_from_manifests(tmp_path: Path) -> None:
