@@ -17,6 +17,7 @@ from clusterdns.corefile.ast import Directive, ServerBlock
 from clusterdns.corefile.keys import ZoneAddr, parse_key
 from clusterdns.corefile.parser import parse_corefile, parse_corefile_text
 from clusterdns.errors import ConfigError, ConfigErrors
+from clusterdns.pkg.view import RequestFilter
 from clusterdns.plugin import Handler, Plugin, SetupContext, terminal
 from clusterdns.request import Request
 
@@ -148,8 +149,6 @@ def setup_block(
             plugins.append(cls.setup(ds, ctx))
         except ConfigError as e:
             errors.append(e)
-    from clusterdns.pkg.view import RequestFilter
-
     block = Block(
         keys=keys,
         plugins=plugins,

@@ -178,17 +178,17 @@ class Runtime:
                 log.warning("%s", w)
             return True
 
-    def request_reload(self, trigger: str = "plugin/reload") -> None:
+    def request_reload(self, trigger: str) -> None:
         """Reload from the Corefile in a task of its own (the caller may be stopped by it).
 
-        `trigger` (plugin/reload or SIGUSR1) names who asked in the error line of a failure,
-        as CoreDNS's "plugin/reload: Corefile changed but reload failed" / "SIGUSR1: …".
+        `trigger` starts the error line of a failure: who asked, in CoreDNS's words
+        ("plugin/reload: Corefile changed but reload failed", "SIGUSR1").
         """
         task = asyncio.get_running_loop().create_task(self.reload_file(trigger))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def reload_file(self, trigger: str = "plugin/reload") -> bool:
+    async def reload_file(self, trigger: str) -> bool:
         """Re-read the Corefile the server was started with and apply it if valid.
 
         Logged as caddy's restart: `Reloading`, then what the new plugins say when `running`
@@ -215,10 +215,7 @@ class Runtime:
             errors = ["the new configuration could not start (see above)"]
         for err in errors:
             log.error("Restart failed: %s", err)
-        if trigger == "plugin/reload":
-            log.error("plugin/reload: Corefile changed but reload failed: %s", errors[0])
-        else:
-            log.error("%s: %s", trigger, errors[0])
+        log.error("%s: %s", trigger, errors[0])
         metrics.RELOAD_FAILED.inc()
         return False
 

@@ -95,7 +95,7 @@ class Reload(Plugin):
             now = _digest(path)
             if now and now != rt.config.digest and now != tried:
                 tried = now  # an invalid file is reported once, not every interval
-                rt.request_reload()
+                rt.request_reload("plugin/reload: Corefile changed but reload failed")
 
     async def stop(self) -> None:
         if self._task is not None:
