@@ -238,3 +238,32 @@ def test_rewritten_and_templated_answers_are_replayed(
 def test_every_plugin_has_its_page_and_readme_row(name: str) -> None:
     assert (ROOT / "docs" / "plugins" / f"{name}.md").is_file()
     assert f"| [{name}](docs/plugins/{name}.md) |" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("extra", ["", "chaos"])
+def test_classes_as_the_reference_coredns(tmp_path: Path, extra: str) -> None:
+    """The same questions in classes IN, CH and HS get the same rcode and records from the
+    reference CoreDNS, with and without a plugin that opens other classes on the listener."""
+    from tests.coredns_ref import binary, serve_coredns
+
+    if binary() is None:
+        pytest.skip("the reference CoreDNS binary is not available")
+    corefile = HOSTS.format(extra=extra).replace("    whoami\n", "")
+    questions = [("db.example.org.", "A"), ("version.bind.", "TXT"), ("nope.example.org.", "A")]
+    (tmp_path / "ours").mkdir()
+    with (
+        serve(corefile, tmp_path / "ours") as ours,
+        serve_coredns(corefile, tmp_path / "ref") as ref,
+    ):
+        for name, qtype in questions:
+            for qclass in ("IN", "CH", "HS"):
+                got, want = ours.query(name, qtype, qclass), ref.query(name, qtype, qclass)
+                assert got.rcode() == want.rcode(), (name, qtype, qclass)
+                mine = [rr.to_text() for rr in got.answer]
+                theirs = [rr.to_text() for rr in want.answer]
+                if qtype == "TXT":  # the version string names each server
+                    mine, theirs = (
+                        [m.rsplit(" ", 1)[0] for m in mine],
+                        [t.rsplit(" ", 1)[0] for t in theirs],
+                    )
+                assert mine == theirs, (name, qtype, qclass)
