@@ -77,7 +77,7 @@ class Router:
         while True:
             b = zones.get(name)
             if b is not None and (b.filters or b.members is not None):
-                fastpath.veto("view: routed by a filter")  # the answer depends on the client
+                fastpath.veto("routed by a block filter")  # the answer depends on the client
                 b = b.select(req)
             if b is not None:
                 if qtype != dns.rdatatype.DS:
