@@ -84,6 +84,49 @@ class ReplayableHook(Protocol):
     def __call__(self, req: Request, resp: dns.message.Message, size: int) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RelayQuestion:
+    """What the relay (clusterdns.server.relaypath) knows of a UDP query it may relay: the
+    question and the client's EDNS0 facts, read from the bytes (no options, version 0)."""
+
+    name: str  # lower-cased text with the final dot, as Request.qname
+    qtype: int
+    qclass: int
+    edns: bool
+    do: bool
+    payload: int  # the client's UDP size (512 without EDNS0)
+
+
+#: A reply's record types per section (answer, authority, additional without the OPT).
+RecordTypes = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+#: fastwire.walk's records: (section, start, TTL offset, end, type).
+WireRecords = list[tuple[int, int, int, int, int]]
+
+
+class RelayJob(Protocol):
+    """One relayed query, as the server hands it to a RelayTarget."""
+
+    #: The client's query (its ID is the client's) and the end of its question name.
+    data: bytes
+    nend: int
+
+    def reply(self, wire: bytes, recs: WireRecords, rcode: int, primed: Callable[[], Any]) -> None:
+        """The target's answer, exactly the upstream's bytes it would have returned (any ID).
+        The server relays it, or hands the query to the chain with `primed()`."""
+
+    def handoff(self, primed: Any) -> None:
+        """Let the chain answer; Request.relayed carries `primed` to the target's plugin,
+        which continues from there (what it already sent and got) instead of starting over."""
+
+
+class RelayTarget(Protocol):
+    """A terminal plugin's offer to answer a question by relaying bytes (forward)."""
+
+    def relay(self, job: RelayJob) -> bool:
+        """Take the job (and later call job.reply or job.handoff exactly once), or False if it
+        cannot: then nothing was done and the chain serves the query from the start."""
+
+
 class Plugin:
     """Base class. Subclasses set `name`, implement `setup`, and usually `serve`."""
 
@@ -114,6 +157,23 @@ class Plugin:
     def replayable(self, req: Request) -> bool:
         """For `replay = Replay.WHEN`: may the answer to `req` be kept and replayed?"""
         return self.replay is Replay.ALWAYS
+
+    # ---- the relay (clusterdns.server.relaypath): bytes through, no chain ------------------
+
+    def relay_pass(self, q: RelayQuestion) -> tuple[ReplayableHook, ...] | None:
+        """Would this plugin hand a query with question `q` to the next plugin untouched, with
+        no effect but these after-write hooks (and return what it gets, see relay_keeps)? None
+        (the default): no, or not sure; then the chain serves the query."""
+        return None
+
+    def relay_keeps(self, q: RelayQuestion, rcode: int, types: RecordTypes) -> bool:
+        """For a plugin that passed `q`: is a reply with this rcode and these record types
+        returned exactly as the next plugin gave it? Override if the plugin changes replies."""
+        return True
+
+    def relay_target(self, q: RelayQuestion) -> RelayTarget | None:
+        """A terminal plugin that would answer `q` by sending it elsewhere offers a target."""
+        return None
 
     def ready(self) -> bool | None:
         """None: does not take part in readiness; else whether it is ready to serve."""

@@ -57,6 +57,9 @@ class Request:
     silent: bool = False
     #: The query as received (the tsig plugin verifies its MAC over these bytes).
     wire: bytes = b""
+    #: What the relay (clusterdns.server.relaypath) already did for this query before it
+    #: handed it to the chain: the terminal plugin that offered the relay continues from it.
+    relayed: object = None
     _qname: str = ""
 
     def note(self, text: str) -> None:

@@ -29,7 +29,15 @@ import dns.message
 from clusterdns.corefile.ast import Directive
 from clusterdns.durations import format_go_duration, parse_go_duration
 from clusterdns.errors import PluginError
-from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, unknown_option
+from clusterdns.plugin import (
+    Plugin,
+    RelayQuestion,
+    Replay,
+    ReplayableHook,
+    SetupContext,
+    expect_args,
+    unknown_option,
+)
 from clusterdns.request import Request
 
 if TYPE_CHECKING:
@@ -135,6 +143,9 @@ class Errors(Plugin):
                     p.timer = asyncio.get_running_loop().call_later(p.period, p.flush)
                 return True
         return False
+
+    def relay_pass(self, q: RelayQuestion) -> tuple[ReplayableHook, ...]:
+        return ()  # it only logs plugin errors; the relay hands errors to the chain
 
     async def serve(self, req: Request) -> dns.message.Message:
         try:

@@ -48,7 +48,16 @@ import dns.rrset
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.errors import ConfigError
-from clusterdns.plugin import Plugin, Replay, SetupContext, parse_duration, unknown_option
+from clusterdns.plugin import (
+    Plugin,
+    RecordTypes,
+    RelayQuestion,
+    Replay,
+    ReplayableHook,
+    SetupContext,
+    parse_duration,
+    unknown_option,
+)
 from clusterdns.request import Request
 from clusterdns.server import fastpath
 
@@ -94,6 +103,20 @@ def round_robin(section: list[dns.rrset.RRset]) -> list[dns.rrset.RRset]:
     _shuffle(address)
     _shuffle(mx)
     return _regroup(cname + rest + address + mx)
+
+
+def _rank(rtype: int) -> int:
+    if rtype == dns.rdatatype.CNAME:
+        return 0
+    if rtype in _ADDRESS:
+        return 2
+    return 3 if rtype == dns.rdatatype.MX else 1
+
+
+def _round_robin_fixed(types: tuple[int, ...]) -> bool:
+    """Whether round_robin gives records of these types back in the same order."""
+    ranks = [_rank(t) for t in types]
+    return ranks == sorted(ranks) and ranks.count(2) <= 1 and ranks.count(3) <= 1
 
 
 def _regroup(records: list[Record]) -> list[dns.rrset.RRset]:
@@ -341,6 +364,16 @@ class LoadBalance(Plugin):
             self._task = None
 
     # ---- serving -------------------------------------------------------------------------
+
+    def relay_pass(self, q: RelayQuestion) -> tuple[ReplayableHook, ...] | None:
+        return None if self.weight_file or self.subnets else ()
+
+    def relay_keeps(self, q: RelayQuestion, rcode: int, types: RecordTypes) -> bool:
+        """round_robin leaves a section as it is when it is already CNAMEs, the rest, the
+        addresses, the MX records, with one address and one MX at most."""
+        if rcode != dns.rcode.NOERROR or q.qtype in _TRANSFER:
+            return True
+        return all(len(s) <= 1 or _round_robin_fixed(s) for s in types)
 
     async def serve(self, req: Request) -> dns.message.Message:
         if self.weight_file or self.subnets:

@@ -35,7 +35,15 @@ from clusterdns.corefile.ast import Directive
 from clusterdns.errors import PluginError
 from clusterdns.pkg.forward import Forward
 from clusterdns.pkg.forward.conn import hostport
-from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, no_block
+from clusterdns.plugin import (
+    Plugin,
+    RelayQuestion,
+    Replay,
+    ReplayableHook,
+    SetupContext,
+    expect_args,
+    no_block,
+)
 from clusterdns.request import Request
 from clusterdns.zones import is_subdomain
 
@@ -82,6 +90,9 @@ class Loop(Plugin):
 
     def replayable(self, req: Request) -> bool:
         return req.qtype != dns.rdatatype.HINFO
+
+    def relay_pass(self, q: RelayQuestion) -> tuple[ReplayableHook, ...] | None:
+        return () if q.qtype != dns.rdatatype.HINFO else None  # its probes: the chain
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Loop:

@@ -33,7 +33,15 @@ from clusterdns.errors import PluginError
 from clusterdns.metrics import Reported, report
 from clusterdns.pkg.httpshare import SharedRoute, http_address
 from clusterdns.pkg.written import through_chain
-from clusterdns.plugin import Plugin, Replay, SetupContext, expect_args, no_block
+from clusterdns.plugin import (
+    Plugin,
+    RelayQuestion,
+    Replay,
+    ReplayableHook,
+    SetupContext,
+    expect_args,
+    no_block,
+)
 from clusterdns.request import Request
 from clusterdns.server import fastpath
 from clusterdns.zones import longest_match
@@ -65,6 +73,7 @@ class Prometheus(Plugin):
         self.zones = zones
         self._rt: Runtime | None = None
         self._held = False
+        self._hooks: dict[str, tuple[ReplayableHook, ...]] = {}
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Prometheus:
@@ -85,6 +94,15 @@ class Prometheus(Plugin):
         if self._rt is not None and self._held:
             self._held = False  # the handler keeps working: a failed reload may still route here
             await SharedRoute.release(self._rt, self.host, self.port, "/metrics")
+
+    def relay_pass(self, q: RelayQuestion) -> tuple[ReplayableHook, ...]:
+        """Its per-query metrics, as the hook `serve` adds (one object per zone, so the relay
+        batches them by identity)."""
+        zone = longest_match(self.zones, q.name) or "."
+        hook = self._hooks.get(zone)
+        if hook is None:
+            hook = self._hooks[zone] = (Reported(zone, True),)
+        return hook
 
     async def serve(self, req: Request) -> dns.message.Message:
         zone = longest_match(self.zones, req.qname) or "."

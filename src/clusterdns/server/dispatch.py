@@ -23,7 +23,7 @@ from clusterdns import metrics
 from clusterdns.config import Block, ListenAddr
 from clusterdns.errors import PluginError
 from clusterdns.request import Request
-from clusterdns.server import fastpath
+from clusterdns.server import fastpath, relaypath
 from clusterdns.server.fastwire import EntryState, query_key
 from clusterdns.server.pacer import Pacer
 from clusterdns.server.wire import Rejected, finish, parse_query, render, stream, udp_limit
@@ -54,6 +54,8 @@ class Router:
         #: Only for chains built with fastpath.wrap (the Runtime does that when it is on).
         self.fast = fastpath.FastPath(self.label) if fast else None
         self.pacer = Pacer() if fast else None
+        #: Forward-only UDP queries relayed as bytes (clusterdns.server.relaypath).
+        self.relay = relaypath.RelayPath(self) if fast and relaypath.enabled() else None
         #: Queries the chain is answering now, by transport and bytes after the ID.
         self.pending: dict[tuple[str, bytes], asyncio.Future[None]] = {}
 
@@ -141,8 +143,26 @@ class Router:
             del self.pending[same]
             fut.set_result(None)
 
+    async def relayed(
+        self,
+        data: bytes,
+        remote: tuple[str, int],
+        local: tuple[str, int],
+        primed: object,
+        start: float,
+    ) -> bytes | None:
+        """Answer through the chain a UDP query the relay took but cannot finish itself;
+        `primed` (Request.relayed) tells the terminal plugin what was already done."""
+        return (await self._serve(data, remote, local, "udp", primed, start))[0]
+
     async def _serve(
-        self, data: bytes, remote: tuple[str, int], local: tuple[str, int], proto: str
+        self,
+        data: bytes,
+        remote: tuple[str, int],
+        local: tuple[str, int],
+        proto: str,
+        primed: object = None,
+        start: float | None = None,
     ) -> tuple[bytes | None, tuple[bytes, EntryState] | None]:
         try:
             q = parse_query(data)
@@ -164,7 +184,10 @@ class Router:
             server=self.label,
             bufsize=udp_limit(q),
             wire=data,
+            relayed=primed,
         )
+        if start is not None:
+            req.start = start
         fast = self.fast
         if fast is None:
             resp = await self._resolve(req)

@@ -9,6 +9,7 @@ so a scrape after a flush sees exactly what the slow path would have shown.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,8 +71,18 @@ def apply(mkey: Any, v4: int, v6: int, dsum: float, slow: Sequence[float]) -> No
     n = v4 + v6
     if n <= 0:
         return
-    server, proto, reports, counters = mkey
+    tb = [0] * (len(metrics.TIME_BUCKETS) + 1)
+    tb[0] = n - len(slow)
+    for d in slow:
+        tb[_bucket(metrics.TIME_BUCKETS, d)] += 1
+    server, proto = mkey[0], mkey[1]
     ANSWERS.labels(server, proto).inc(n)
+    _apply(mkey, v4, v6, dsum, tb)
+
+
+def _apply(mkey: Any, v4: int, v6: int, dsum: float, tb: list[int]) -> None:
+    n = v4 + v6
+    _, _, reports, counters = mkey
     view = metrics.VIEW
     for srv, zone, qtype, prot, rcode, plugin, rsize, qsize, do in reports:
         for fam, count in (("1", v4), ("2", v6)):
@@ -79,10 +90,6 @@ def apply(mkey: Any, v4: int, v6: int, dsum: float, slow: Sequence[float]) -> No
                 metrics.REQUEST_COUNT.labels(srv, zone, view, prot, fam, qtype).inc(count)
         if do:
             metrics.REQUEST_DO.labels(srv, zone, view).inc(n)
-        tb = [0] * (len(metrics.TIME_BUCKETS) + 1)
-        tb[0] = n - len(slow)
-        for d in slow:
-            tb[_bucket(metrics.TIME_BUCKETS, d)] += 1
         _observe_many(metrics.REQUEST_DURATION.labels(srv, zone, view, qtype), tb, dsum)
         for hist, size in ((metrics.RESPONSE_SIZE, rsize), (metrics.REQUEST_SIZE, qsize)):
             sb = [0] * (len(metrics.SIZE_BUCKETS) + 1)
@@ -95,7 +102,45 @@ def apply(mkey: Any, v4: int, v6: int, dsum: float, slow: Sequence[float]) -> No
             c.labels(*labels).inc(n)
 
 
+class Bucketed:
+    """Relayed answers (clusterdns.server.relaypath) sharing one metrics description: their
+    durations (an upstream's round trip: most are past the first bucket) bucketed as they come."""
+
+    __slots__ = ("buckets", "dsum", "v4", "v6")
+
+    def __init__(self) -> None:
+        self.v4 = 0
+        self.v6 = 0
+        self.dsum = 0.0
+        self.buckets = [0] * (len(metrics.TIME_BUCKETS) + 1)
+
+    def add(self, v6: bool, duration: float) -> None:
+        if v6:
+            self.v6 += 1
+        else:
+            self.v4 += 1
+        self.dsum += duration
+        self.buckets[bisect_left(metrics.TIME_BUCKETS, duration)] += 1
+
+
+_RELAYED: dict[Any, Bucketed] = {}
+
+
+def relayed_for(mkey: Any) -> Bucketed:
+    st = _RELAYED.get(mkey)
+    if st is None:
+        st = _RELAYED[mkey] = Bucketed()
+    return st
+
+
 def flush_local() -> None:
     for mkey, st in list(_STATS.items()):
         if st.v4 or st.v6:
             apply(mkey, *st.take())
+    for mkey, b in list(_RELAYED.items()):
+        if b.v4 or b.v6:
+            v4, v6, dsum, tb = b.v4, b.v6, b.dsum, b.buckets
+            b.v4 = b.v6 = 0
+            b.dsum = 0.0
+            b.buckets = [0] * len(tb)
+            _apply(mkey, v4, v6, dsum, tb)

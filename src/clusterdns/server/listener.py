@@ -12,8 +12,9 @@ so idle clients cannot lock new ones out.
 
 UDP queries waiting for the chain are bounded too (clusterdns.server.backlog).
 
-A query the router's fast path knows is answered right in the protocol callback, with no task:
-only the others go through the chain (see clusterdns.server.fastpath). With worker processes,
+A query the router's fast path knows is answered right in the protocol callback, with no task;
+one that can only be forwarded is relayed as bytes (clusterdns.server.relaypath): only the
+others go through the chain (see clusterdns.server.fastpath). With worker processes,
 the UDP socket is bound with SO_REUSEPORT so that theirs can join it (clusterdns.server.workers).
 """
 
@@ -103,11 +104,27 @@ class _Udp(asyncio.DatagramProtocol):
             if wire is not None:
                 self.transport.sendto(wire, addr)
                 return
+            relay = self.listener.router.relay
+            if relay is not None and relay.udp(data, addr, self):
+                return
         self.listener.chain_udp(self._answer(data, addr))
 
     async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             wire = await self.listener.router.handle(data, addr, self.listener.local, "udp")
+        except backlog.Dropped as e:
+            self.listener.dropped(e.reason)
+            return
+        if wire is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(wire, addr)
+
+    async def relayed(
+        self, data: bytes, addr: tuple[str, int], primed: object, start: float
+    ) -> None:
+        """The chain finishes a query the relay took (clusterdns.server.relaypath)."""
+        try:
+            lst = self.listener
+            wire = await lst.router.relayed(data, addr, lst.local, primed, start)
         except backlog.Dropped as e:
             self.listener.dropped(e.reason)
             return

@@ -21,14 +21,17 @@ from clusterdns.pkg.forward.conn import UpstreamError, rcode_of
 from clusterdns.pkg.forward.proxy import MIN_DIAL, Upstream
 from clusterdns.pkg.forward.relay import query_wire
 from clusterdns.pkg.forward.setup import Stanza, parse_stanza
-from clusterdns.plugin import Plugin, SetupContext
+from clusterdns.pkg.forward.udprelay import Primed, StanzaRelay
+from clusterdns.plugin import Plugin, RelayQuestion, RelayTarget, SetupContext
 from clusterdns.request import Request
+from clusterdns.server import relaypath
 
 if TYPE_CHECKING:
     from clusterdns.runtime import Runtime
 
 #: CoreDNS's overall deadline for one query across all upstreams.
 DEADLINE = 5.0
+_TRANSFER = (251, 252)  # IXFR, AXFR
 
 
 class Forward(Plugin):
@@ -40,6 +43,7 @@ class Forward(Plugin):
 
     def __init__(self, stanzas: list[Stanza]) -> None:
         self.stanzas = stanzas
+        self._relays: list[StanzaRelay] = []
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Forward:
@@ -49,8 +53,11 @@ class Forward(Plugin):
         return [u for st in self.stanzas for u in st.upstreams]
 
     async def start(self, rt: Runtime) -> None:
+        relay = rt.fast and relaypath.enabled()
         for up in self.upstreams():
-            await up.start()
+            await up.start(relay)
+        last = len(self.stanzas) - 1
+        self._relays = [StanzaRelay(self, st, i < last) for i, st in enumerate(self.stanzas)]
 
     async def stop(self) -> None:
         await asyncio.gather(*(up.stop() for up in self.upstreams()), return_exceptions=True)
@@ -72,24 +79,45 @@ class Forward(Plugin):
                 return list(st.upstreams)
         return []
 
+    # ---- the relay (clusterdns.server.relaypath) ---------------------------------------------
+
+    def relay_target(self, q: RelayQuestion) -> RelayTarget | None:
+        """The first stanza forwarding the name, over plain UDP (the relay's only transport);
+        not with TLS, force_tcp or max_idle_conns, nor for zone transfers."""
+        if q.qtype in _TRANSFER:
+            return None
+        for i, st in enumerate(self.stanzas):
+            if st.match(q.name):
+                if st.force_tcp or i >= len(self._relays):
+                    return None
+                # max_idle_conns caps a pool of sockets: the relay has one, so not with it.
+                if any(up.relay_socket is None or up.max_idle for up in st.upstreams):
+                    return None
+                return self._relays[i]
+        return None
+
     # ---- serving ----------------------------------------------------------------------------
 
     async def serve(self, req: Request) -> dns.message.Message:
+        primed = req.relayed if isinstance(req.relayed, Primed) else None
+        if primed is not None and primed.owner is not self:
+            primed = None
         last = len(self.stanzas) - 1
         for i, st in enumerate(self.stanzas):
             if not st.match(req.qname):
                 continue
-            resp = await self._serve_stanza(st, req, i < last)
+            mine = primed if primed is not None and primed.stanza is st else None
+            resp = await self._serve_stanza(st, req, i < last, mine)
             if resp is not None:
                 return resp
         req.note("name outside forward's zones (or excepted)")
         return await self.next(req)
 
     async def _serve_stanza(
-        self, st: Stanza, req: Request, has_next: bool
+        self, st: Stanza, req: Request, has_next: bool, primed: Primed | None = None
     ) -> dns.message.Message | None:
         if st.max_concurrent:
-            if st.inflight >= st.max_concurrent:
+            if primed is None and st.inflight >= st.max_concurrent:  # the relay admitted it
                 metrics.MAX_CONCURRENT_REJECTS.inc()
                 raise PluginError(
                     self.name,
@@ -98,21 +126,23 @@ class Forward(Plugin):
                 )
             st.inflight += 1
         try:
-            return await self._forward(st, req, has_next)
+            return await self._forward(st, req, has_next, primed)
         finally:
             if st.max_concurrent:
                 st.inflight -= 1
 
     async def _forward(
-        self, st: Stanza, req: Request, has_next: bool
+        self, st: Stanza, req: Request, has_next: bool, primed: Primed | None = None
     ) -> dns.message.Message | None:
+        """CoreDNS's forward loop; with `primed` (the relay), its order and first exchange."""
         wire = query_wire(req.msg)
         q = req.question
         question = (q.name, int(q.rdtype), int(q.rdclass))
         proto = "tcp" if st.force_tcp else ("udp" if st.prefer_udp else req.proto)
-        ups = st.policy.order(st.upstreams)
+        ups = st.policy.order(st.upstreams) if primed is None else primed.ups
+        first = None if primed is None else primed.outcome
         n = len(st.upstreams)
-        deadline = time.monotonic() + DEADLINE
+        deadline = (time.monotonic() if primed is None else primed.started) + DEADLINE
         i = fails = attempts = answered = 0
         last_err: Exception | None = None
         while time.monotonic() < deadline and (
@@ -122,7 +152,11 @@ class Forward(Plugin):
                 i = fails = 0  # end of the list: start over
             up = ups[i]
             i += 1
-            if up.down(st.max_fails):
+            got: dns.message.Message | UpstreamError | None = None
+            if first is not None:  # the relay's exchange with ups[0], healthy then
+                up, got = first
+                first = None
+            elif up.down(st.max_fails):
                 fails += 1
                 if fails < n:
                     continue
@@ -132,7 +166,12 @@ class Forward(Plugin):
                 up = random.choice(st.upstreams)  # health checking itself may be broken
             cap = max(deadline - time.monotonic(), MIN_DIAL)
             try:
-                ret = await up.connect(wire, question, proto, cap)
+                if got is None:
+                    ret = await up.connect(wire, question, proto, cap)
+                elif isinstance(got, UpstreamError):
+                    raise got
+                else:
+                    ret = got
                 if int(ret.flags) & dns.flags.TC and proto == "udp" and up.tls is None:
                     ret = await up.connect(wire, question, "tcp", cap)
             except UpstreamError as e:

@@ -47,6 +47,7 @@ from clusterdns.pkg.forward.conn import (
     hostport,
     rcode_of,
 )
+from clusterdns.pkg.forward.udprelay import RelaySocket
 
 log = logging.getLogger("clusterdns.plugins.forward")
 
@@ -124,6 +125,8 @@ class Upstream:
         self._stopped = False
         self._cache_counters: dict[tuple[bool, str], Counter] = {}
         self._durations: dict[int, Histogram] = {}
+        #: The socket relayed queries go out on (clusterdns.pkg.forward.udprelay).
+        self.relay_socket: RelaySocket | None = None
 
     @property
     def transport(self) -> str:
@@ -131,9 +134,17 @@ class Upstream:
 
     # ---- life cycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, relay: bool = False) -> None:
         self._stopped = False
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        if relay and self.tls is None:
+            sock = RelaySocket(self)
+            try:
+                await sock.open()
+            except OSError as e:  # the chain serves (and reports) what cannot be relayed
+                log.debug("plugin/forward: no relay socket to %s: %s", self.addr, e)
+            else:
+                self.relay_socket = sock
 
     async def stop(self) -> None:
         self._stopped = True
@@ -148,10 +159,16 @@ class Upstream:
             for c in stack:
                 self._close(c)
         self._pool.clear()
+        if self.relay_socket is not None:
+            self.relay_socket.close()
+            self.relay_socket = None
 
     def local_addresses(self) -> set[tuple[str, int]]:
         """Source addresses of this upstream's open sockets (loop names the upstream by them)."""
-        return {c.local for c in self._live}
+        out = {c.local for c in self._live}
+        if self.relay_socket is not None:
+            out.add(self.relay_socket.local)
+        return out
 
     # ---- pool -------------------------------------------------------------------------------
 
@@ -222,7 +239,7 @@ class Upstream:
         self._live.add(c)
         return c
 
-    def _count(self, hit: bool, net: str) -> None:
+    def count_conn(self, hit: bool, net: str) -> None:
         """coredns_proxy_conn_cache_{hits,misses}_total, with the labelled child kept."""
         child = self._cache_counters.get((hit, net))
         if child is None:
@@ -230,7 +247,7 @@ class Upstream:
             child = self._cache_counters[hit, net] = family.labels(self.proxy_name, self.addr, net)
         child.inc()
 
-    def _observe(self, rcode: int, seconds: float) -> None:
+    def observe(self, rcode: int, seconds: float) -> None:
         """coredns_proxy_request_duration_seconds, with the labelled child kept per rcode."""
         child = self._durations.get(rcode)
         if child is None:
@@ -259,7 +276,7 @@ class Upstream:
         for _ in range(MAX_CACHED_RETRIES):
             conn = self._take(net)
             cached = conn is not None
-            self._count(cached, net)
+            self.count_conn(cached, net)
             if conn is None:
                 conn = await self._open(net, dial_cap)
             try:
@@ -273,7 +290,7 @@ class Upstream:
                 self._close(conn)
                 raise
             self._yield(conn)
-            self._observe(rcode_of(ret), time.perf_counter() - start)
+            self.observe(rcode_of(ret), time.perf_counter() - start)
             return ret
         raise CachedClosed()
 

@@ -59,7 +59,7 @@ import dns.rrset
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.pkg.metadata import Func
-from clusterdns.plugin import Plugin, Replay, SetupContext
+from clusterdns.plugin import Plugin, RelayQuestion, Replay, ReplayableHook, SetupContext
 from clusterdns.plugins.kubernetes.autopath_search import RESOLV_CONF, resolv_search
 from clusterdns.plugins.kubernetes.external import External
 from clusterdns.plugins.kubernetes.handler import Handler
@@ -250,6 +250,10 @@ class Kubernetes(External, Plugin):
     def metadata(self, req: Request) -> dict[str, Func]:
         """What the *metadata* plugin publishes for `req` (clusterdns.pkg.metadata.Provider)."""
         return published(self.settings, self.backend, req)
+
+    def relay_pass(self, q: RelayQuestion) -> tuple[ReplayableHook, ...] | None:
+        """Names outside its zones go to the next plugin untouched (Handler.serve)."""
+        return None if longest_match(self.settings.zones, q.name) else ()
 
     async def serve(self, req: Request) -> dns.message.Message:
         return await self.resolver.serve(req)
