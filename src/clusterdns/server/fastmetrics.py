@@ -26,6 +26,14 @@ ANSWERS = Counter(
     subsystem="fastpath",
 )
 
+RELAYED = Counter(
+    "answers_total",
+    "Forwarded answers relayed as bytes without the plugin chain, per server.",
+    ["server"],
+    namespace="clusterdns",
+    subsystem="relay",
+)
+
 #: Counters plugins asked to replay (fastpath.Recorder.count), by name.
 COUNTERS: dict[str, Counter] = {}
 
@@ -143,4 +151,5 @@ def flush_local() -> None:
             b.v4 = b.v6 = 0
             b.dsum = 0.0
             b.buckets = [0] * len(tb)
+            RELAYED.labels(mkey[0]).inc(v4 + v6)
             _apply(mkey, v4, v6, dsum, tb)

@@ -33,6 +33,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import dns.rdatatype
+from prometheus_client import Counter
 
 from clusterdns import metrics
 from clusterdns.plugin import RelayQuestion, ReplayableHook, WireRecords
@@ -46,6 +47,14 @@ if TYPE_CHECKING:
     from clusterdns.server.listener import _Udp
 
 _A, _AAAA, _OPT, _DS = 1, 28, 41, 43
+
+HANDOFFS = Counter(
+    "handoffs_total",
+    "Queries the relay took, then handed to the plugin chain to finish, per server.",
+    ["server"],
+    namespace="clusterdns",
+    subsystem="relay",
+)
 #: Bytes a relayed name may hold (its text is then its bytes: nothing to escape).
 _PLAIN = bytes(range(256)).translate(None, b"abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -106,6 +115,7 @@ class Job:
         self.limit = q.payload if q.payload > 512 else 512
 
     def handoff(self, primed: Any) -> None:
+        self.path.handoffs.inc()
         lst = self.udp.listener
         lst.chain_udp(self.udp.relayed(self.data, self.addr, primed, self.start))
 
@@ -175,6 +185,7 @@ class RelayPath:
         self.router = router
         self.server = router.label
         self._mkeys: dict[tuple[Any, ...], Any] = {}
+        self.handoffs = HANDOFFS.labels(self.server)
 
     def udp(self, data: bytes, addr: tuple[str, int], udp: _Udp) -> bool:
         """Relay the UDP query `data` if it can only be forwarded; False: the chain serves it."""
