@@ -267,6 +267,7 @@ def test_next_and_failover_rcodes(upstream: Upstream, tmp_path: Path, options: s
 def test_upstream_down_servfail_as_the_chain(tmp_path: Path) -> None:
     """Nothing answers: the relay hands its timeout to the chain, which retries until
     forward's deadline and answers SERVFAIL as it always does."""
+
     def script(q: dns.message.Message, proto: str) -> list[Reply] | None:
         return [answer(q)] if q.question[0].name.labels[0] == b"probe" else None
 
