@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 import dns.message
 
@@ -84,10 +84,10 @@ class ReplayableHook(Protocol):
     def __call__(self, req: Request, resp: dns.message.Message, size: int) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RelayQuestion:
+class RelayQuestion(NamedTuple):
     """What the relay (clusterdns.server.relaypath) knows of a UDP query it may relay: the
-    question and the client's EDNS0 facts, read from the bytes (no options, version 0)."""
+    question and the client's EDNS0 facts, read from the bytes (no options, version 0). A
+    named tuple: one is made per query."""
 
     name: str  # lower-cased text with the final dot, as Request.qname
     qtype: int

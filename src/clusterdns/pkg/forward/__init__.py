@@ -43,7 +43,7 @@ class Forward(Plugin):
 
     def __init__(self, stanzas: list[Stanza]) -> None:
         self.stanzas = stanzas
-        self._relays: list[StanzaRelay] = []
+        self._relays: list[StanzaRelay | None] = []
 
     @classmethod
     def setup(cls, directives: list[Directive], ctx: SetupContext) -> Forward:
@@ -57,7 +57,13 @@ class Forward(Plugin):
         for up in self.upstreams():
             await up.start(relay)
         last = len(self.stanzas) - 1
-        self._relays = [StanzaRelay(self, st, i < last) for i, st in enumerate(self.stanzas)]
+        # max_idle_conns caps a pool of sockets: the relay has one, so not with it.
+        self._relays = [
+            None
+            if st.force_tcp or any(up.relay_socket is None or up.max_idle for up in st.upstreams)
+            else StanzaRelay(self, st, i < last)
+            for i, st in enumerate(self.stanzas)
+        ]
 
     async def stop(self) -> None:
         await asyncio.gather(*(up.stop() for up in self.upstreams()), return_exceptions=True)
@@ -88,12 +94,7 @@ class Forward(Plugin):
             return None
         for i, st in enumerate(self.stanzas):
             if st.match(q.name):
-                if st.force_tcp or i >= len(self._relays):
-                    return None
-                # max_idle_conns caps a pool of sockets: the relay has one, so not with it.
-                if any(up.relay_socket is None or up.max_idle for up in st.upstreams):
-                    return None
-                return self._relays[i]
+                return self._relays[i] if i < len(self._relays) else None
         return None
 
     # ---- serving ----------------------------------------------------------------------------
