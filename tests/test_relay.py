@@ -205,8 +205,13 @@ def compare(p: Pair, sort: bool = False) -> None:
         assert got[2:] == want[2:], f"{label}: relay and chain differ"
 
 
-def same_counters(p: Pair) -> None:
+def same_counters(p: Pair, sums: bool = True) -> None:
+    """`sums`: False where the loop plugin's probe (a random name of varying length) went
+    through each server: size sums then differ by a byte or two, counts still agree."""
     a, b = counters(p.relay), counters(p.chain)
+    if not sums:
+        a = {k: v for k, v in a.items() if not k[0].endswith("_sum")}
+        b = {k: v for k, v in b.items() if not k[0].endswith("_sum")}
     diff = {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
     assert not diff
 
@@ -223,7 +228,7 @@ def test_kubeadm_corefile_relay_answers_as_the_chain(upstream: Upstream, tmp_pat
         for name in ("a.example.test.", "nx.example.test.", "cname.example.test."):
             q = dns.message.make_query(name, "A")
             assert exchange(p.relay, q)[0][2:] == exchange(p.chain, q)[0][2:], name
-        same_counters(p)
+        same_counters(p, sums=False)
 
 
 def test_plain_forward_relay_answers_as_the_chain(upstream: Upstream, tmp_path: Path) -> None:

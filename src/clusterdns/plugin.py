@@ -110,9 +110,10 @@ class RelayJob(Protocol):
     data: bytes
     nend: int
 
-    def reply(self, wire: bytes, recs: WireRecords, rcode: int, primed: Callable[[], Any]) -> None:
+    def reply(self, wire: bytes, recs: WireRecords, rcode: int) -> bool:
         """The target's answer, exactly the upstream's bytes it would have returned (any ID).
-        The server relays it, or hands the query to the chain with `primed()`."""
+        True: relayed. False: nothing was written; the target goes on as its plugin would
+        (then usually hands off)."""
 
     def handoff(self, primed: Any) -> None:
         """Let the chain answer; Request.relayed carries `primed` to the target's plugin,

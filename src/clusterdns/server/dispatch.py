@@ -152,7 +152,10 @@ class Router:
         start: float,
     ) -> bytes | None:
         """Answer through the chain a UDP query the relay took but cannot finish itself;
-        `primed` (Request.relayed) tells the terminal plugin what was already done."""
+        `primed` (Request.relayed) tells the terminal plugin what was already done. It waits
+        its turn as every query for the chain does (a flood of them is bounded alike)."""
+        if self.pacer is not None:
+            await self.pacer.turn()
         return (await self._serve(data, remote, local, "udp", primed, start))[0]
 
     async def _serve(

@@ -119,16 +119,15 @@ class Job:
         lst = self.udp.listener
         lst.chain_udp(self.udp.relayed(self.data, self.addr, primed, self.start))
 
-    def reply(self, wire: bytes, recs: WireRecords, rcode: int, primed: Any) -> None:
+    def reply(self, wire: bytes, recs: WireRecords, rcode: int) -> bool:
         out = self.finished(wire, recs, rcode)
         if out is None:
-            self.handoff(primed())
-            return
+            return False
         t = self.udp.transport
-        if t is None or t.is_closing():
-            return
-        t.sendto(out, self.addr)
-        self.path.count(self, rcode, len(out), time.perf_counter() - self.start)
+        if t is not None and not t.is_closing():
+            t.sendto(out, self.addr)
+            self.path.count(self, rcode, len(out), time.perf_counter() - self.start)
+        return True
 
     def finished(self, wire: bytes, recs: WireRecords, rcode: int) -> bytes | None:
         """The bytes the chain would write for this reply, if they are the reply's own."""

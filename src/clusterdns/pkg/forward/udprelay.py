@@ -5,7 +5,8 @@ connected UDP socket per upstream, many in flight, told apart by a fresh random 
 exchange (max_concurrent, the policy's order, the first upstream's health) and sends the
 client's bytes with a new ID; the reply is matched by that ID. What `exchange` would accept and
 the forward loop would return at once (no TC, not a failover or `next` rcode) goes back to the
-server as bytes (`Job.reply`). Everything else is handed to the chain with a `Primed`: the order
+server as bytes (`Job.reply`), which writes it if it can do so exactly as the chain would.
+Everything else is parsed as exchange parses it and handed to the chain with a `Primed`: the order
 taken, and what the first exchange gave (a parsed reply, as exchange returns it, or its error),
 so forward goes on from there (TCP after TC, the next upstream, health checks, SERVFAIL when
 all fail) exactly as if it had sent the query itself. Replies that exchange would ignore (not
@@ -226,16 +227,9 @@ class StanzaRelay:
                 if not (
                     (self.many and rcode in st.failover_rcodes)
                     or (self.has_next and rcode in st.next_rcodes)
-                ):
+                ) and job.reply(data, recs, rcode):
                     up.observe(rcode, time.perf_counter() - sent.t0)
                     self._done()
-
-                    def primed() -> Primed:
-                        msg = REPLIES.parse(data)
-                        got = None if msg is None else (up, msg)
-                        return Primed(self.owner, st, sent.ups, got, sent.mono)
-
-                    job.reply(data, recs, rcode, primed)
                     return
         # As exchange: parse; ignore what does not answer the question; a cut TC reply is
         # an empty TC one.
