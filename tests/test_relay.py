@@ -117,11 +117,11 @@ class Pair:
 
 
 @contextlib.contextmanager
-def pair(corefile: str, tmp: Path) -> Iterator[Pair]:
+def pair(corefile: str, tmp: Path, args: tuple[str, ...] = ()) -> Iterator[Pair]:
     (tmp / "r").mkdir()
     (tmp / "c").mkdir()
     with (
-        serve(corefile, tmp / "r") as relay,
+        serve(corefile, tmp / "r", args=args) as relay,
         serve(corefile, tmp / "c", env={"CLUSTERDNS_RELAY": "off"}) as chain,
     ):
         yield Pair(relay, chain)
@@ -235,6 +235,17 @@ def test_plain_forward_relay_answers_as_the_chain(upstream: Upstream, tmp_path: 
     with pair(PLAIN.format(up=upstream.addr, options=""), tmp_path) as p:
         compare(p)
         assert relay_count(p.relay, "clusterdns_relay_answers_total") >= 8
+        same_counters(p)
+
+
+def test_relay_with_a_worker_process(upstream: Upstream, tmp_path: Path) -> None:
+    """Queries a worker passes on are relayed by the main process, answered through the
+    worker (the kernel spreads the clients' sockets over both processes)."""
+    text = PLAIN.format(up=upstream.addr, options="")
+    with pair(text, tmp_path, args=("-workers", "1")) as p:
+        for _ in range(3):
+            compare(p)
+        assert relay_count(p.relay, "clusterdns_relay_answers_total") >= 24
         same_counters(p)
 
 

@@ -118,6 +118,18 @@ class _Udp(asyncio.DatagramProtocol):
         if wire is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(wire, addr)
 
+    def relay_send(self, wire: bytes, addr: tuple[str, int]) -> None:
+        """relaypath.Client: a relayed answer."""
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.sendto(wire, addr)
+
+    def relay_handoff(
+        self, data: bytes, addr: tuple[str, int], primed: object, start: float
+    ) -> None:
+        """relaypath.Client: the chain finishes a relayed query, bounded as the others."""
+        self.listener.chain_udp(self.relayed(data, addr, primed, start))
+
     async def relayed(
         self, data: bytes, addr: tuple[str, int], primed: object, start: float
     ) -> None:

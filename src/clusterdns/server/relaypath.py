@@ -22,15 +22,16 @@ returns the upstream's reply as it is. So, for a query the fast path does not kn
   with what the target already did (Request.relayed), which parses and finishes it as always.
 
 Per-query metrics of the hooks (coredns_dns_*) are batched per metrics description as the fast
-path's are (fastmetrics.Bucketed) and folded in by the same flush. Only the main process relays:
-queries that worker processes pass on go through the chain.
+path's are (fastmetrics.Bucketed) and folded in by the same flush. Only the main process relays
+(it holds the upstream sockets): queries that worker processes pass on to it are relayed too,
+their answers going back through the worker.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import dns.rdatatype
 from prometheus_client import Counter
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from clusterdns.config import Block
     from clusterdns.plugin import Plugin
     from clusterdns.server.dispatch import Router
-    from clusterdns.server.listener import _Udp
 
 _A, _AAAA, _OPT, _DS = 1, 28, 41, 43
 
@@ -81,18 +81,29 @@ def _text(lname: bytes) -> str | None:
         i += n + 1
 
 
+class Client(Protocol):
+    """Where a relayed query came from and its answer goes: a listener's UDP socket, or a
+    worker process that passed the query on (clusterdns.server.workers)."""
+
+    def relay_send(self, wire: bytes, addr: tuple[str, int]) -> None:
+        """Write the answer to the client."""
+
+    def relay_handoff(self, data: bytes, addr: tuple[str, int], primed: Any, start: float) -> None:
+        """Answer the query through the chain (Router.relayed), bounded as its other queries."""
+
+
 class Job:
     """One relayed query: who asked, what, and what its answer must be reported as."""
 
     __slots__ = (
-        "addr", "data", "hooks", "limit", "nend", "passers", "path", "q", "start", "target",
-        "udp",
+        "addr", "client", "data", "hooks", "limit", "nend", "passers", "path", "q", "start",
+        "target",
     )  # fmt: skip
 
     def __init__(
         self,
         path: RelayPath,
-        udp: _Udp,
+        client: Client,
         data: bytes,
         addr: tuple[str, int],
         nend: int,
@@ -103,7 +114,7 @@ class Job:
         start: float,
     ) -> None:
         self.path = path
-        self.udp = udp
+        self.client = client
         self.data = data
         self.addr = addr
         self.nend = nend
@@ -116,17 +127,14 @@ class Job:
 
     def handoff(self, primed: Any) -> None:
         self.path.handoffs.inc()
-        lst = self.udp.listener
-        lst.chain_udp(self.udp.relayed(self.data, self.addr, primed, self.start))
+        self.client.relay_handoff(self.data, self.addr, primed, self.start)
 
     def reply(self, wire: bytes, recs: WireRecords, rcode: int) -> bool:
         out = self.finished(wire, recs, rcode)
         if out is None:
             return False
-        t = self.udp.transport
-        if t is not None and not t.is_closing():
-            t.sendto(out, self.addr)
-            self.path.count(self, rcode, len(out), time.perf_counter() - self.start)
+        self.client.relay_send(out, self.addr)
+        self.path.count(self, rcode, len(out), time.perf_counter() - self.start)
         return True
 
     def finished(self, wire: bytes, recs: WireRecords, rcode: int) -> bytes | None:
@@ -186,7 +194,7 @@ class RelayPath:
         self._mkeys: dict[tuple[Any, ...], Any] = {}
         self.handoffs = HANDOFFS.labels(self.server)
 
-    def udp(self, data: bytes, addr: tuple[str, int], udp: _Udp) -> bool:
+    def udp(self, data: bytes, addr: tuple[str, int], client: Client) -> bool:
         """Relay the UDP query `data` if it can only be forwarded; False: the chain serves it."""
         k = query_key(data)
         if k is None:
@@ -218,7 +226,7 @@ class RelayPath:
             target = p.relay_target(q)
             if target is not None:
                 job = Job(
-                    self, udp, data, addr, nend, q, tuple(hooks), tuple(passers), p.name,
+                    self, client, data, addr, nend, q, tuple(hooks), tuple(passers), p.name,
                     time.perf_counter(),
                 )  # fmt: skip
                 return target.relay(job)

@@ -162,13 +162,25 @@ class WorkerPool:
             entry, wire = hit
             self._send(p, ("a", label, addr, wire, k[0] if k else None, entry.state()))
             return
+        relay = lst.router.relay
+        if relay is not None and relay.udp(data, addr, _Passed(self, p, lst, label)):
+            return
         lst.chain_udp(self._answer(p, lst, label, data, addr))  # bounded as the listener's own
 
     async def _answer(
-        self, p: _Proc, lst: Listener, label: str, data: bytes, addr: tuple[str, int]
+        self,
+        p: _Proc,
+        lst: Listener,
+        label: str,
+        data: bytes,
+        addr: tuple[str, int],
+        relayed: tuple[object, float] | None = None,
     ) -> None:
         try:
-            wire, kept = await lst.router.serve(data, addr, lst.local, "udp")
+            if relayed is None:
+                wire, kept = await lst.router.serve(data, addr, lst.local, "udp")
+            else:
+                wire, kept = await lst.router.relayed(data, addr, lst.local, *relayed), None
         except Dropped as e:
             lst.dropped(e.reason)
             return
@@ -250,3 +262,24 @@ class WorkerPool:
                 p.alive = False
         self.procs.clear()
         fastmetrics.flush_local()
+
+
+class _Passed:
+    """relaypath.Client for a query a worker passed on: answers go back through the worker."""
+
+    __slots__ = ("label", "lst", "p", "pool")
+
+    def __init__(self, pool: WorkerPool, p: _Proc, lst: Listener, label: str) -> None:
+        self.pool = pool
+        self.p = p
+        self.lst = lst
+        self.label = label
+
+    def relay_send(self, wire: bytes, addr: tuple[str, int]) -> None:
+        self.pool._send(self.p, ("a", self.label, addr, wire, None, None))
+
+    def relay_handoff(
+        self, data: bytes, addr: tuple[str, int], primed: object, start: float
+    ) -> None:
+        task = self.pool._answer(self.p, self.lst, self.label, data, addr, (primed, start))
+        self.lst.chain_udp(task)
