@@ -313,3 +313,16 @@ def test_max_concurrent_refused(tmp_path: Path) -> None:
             same_counters(p)
     finally:
         slow.stop()
+
+
+@pytest.mark.parametrize(
+    "name", ["a.example.test.", "Ab-c_d.E.", ".", "x.", "a\\.b.c.", "a b.c.", "\\046.x.", "é.x."]
+)
+def test_relayed_names_read_as_the_chain_reads_them(name: str) -> None:
+    """The relay routes by the name's text: Request.qname's, or it does not relay."""
+    from clusterdns.server.relaypath import _text
+
+    n = dns.name.from_text(name)
+    text = _text(n.to_wire().lower())  # type: ignore[union-attr]
+    assert text is None or text == n.to_text().lower()
+    assert (text is None) == ("\\" in n.to_text())

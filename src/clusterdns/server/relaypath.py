@@ -56,7 +56,7 @@ HANDOFFS = Counter(
     subsystem="relay",
 )
 #: Bytes a relayed name may hold (its text is then its bytes: nothing to escape).
-_PLAIN = bytes(range(256)).translate(None, b"abcdefghijklmnopqrstuvwxyz0123456789-_")
+_PLAIN = bytes(range(256)).translate(None, b"abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 def enabled() -> bool:
@@ -65,20 +65,22 @@ def enabled() -> bool:
 
 
 def _text(lname: bytes) -> str | None:
-    """The text of a lower-cased wire name of plain labels (Request.qname), else None."""
+    """The text of a lower-cased wire name of plain labels (Request.qname), else None. The
+    name's labels were checked by query_key: only their bytes are looked at here."""
     if lname == b"\x00":
         return "."
-    parts: list[str] = []
-    i = 0
-    while True:
-        n = lname[i]
-        if n == 0:
-            return ".".join(parts) + "."
-        label = lname[i + 1 : i + 1 + n]
-        if label.translate(None, _PLAIN) != label:
-            return None
-        parts.append(label.decode("ascii"))
+    b = bytearray(lname)
+    i = dots = 0
+    n = b[0]
+    while n:
+        b[i] = 0x2E  # the length byte becomes the dot before the label
+        dots += 1
         i += n + 1
+        n = b[i]
+    b[i] = 0x2E  # the root label: the final dot
+    if b.translate(None, _PLAIN) != b or b.count(0x2E) != dots + 1:
+        return None  # a byte to escape, or a dot inside a label
+    return b[1:].decode("ascii")
 
 
 class Client(Protocol):

@@ -79,7 +79,7 @@ class Stanza:
         """FROM covers the name and no `except` name does (FROM itself always matches)."""
         if not is_subdomain(self.from_zone, qname):
             return False
-        if qname == self.from_zone:
+        if not self.ignored or qname == self.from_zone:
             return True
         return not any(is_subdomain(ign, qname) for ign in self.ignored)
 
