@@ -247,6 +247,7 @@ def relist(api: ApiServer, srv: lib.Server, d: Path) -> dict[str, Any]:
     kb = sampler.stop()
     hwm = status_kb(pid, "VmHWM") if hwm_ok else None
     return {
+        "endpoints": json.loads((d / "cluster.json").read_text())["endpoints"],
         "steady_mb": steady,
         "peak_sampled_mb": round(max(kb) / 1024, 1),
         "hwm_mb": round(hwm / 1024, 1) if hwm else None,

@@ -30,6 +30,11 @@ BIG = 100_000  # the 10k/100k size, by endpoints
 SMALL = 10_000
 
 
+def size(endpoints: int) -> str:
+    """`10k/100k`: services/endpoints as the issue names sizes (services are a tenth)."""
+    return f"{endpoints // 10_000:g}k/{endpoints // 1000:g}k"
+
+
 def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares line through the points: (slope, intercept)."""
     n = len(xs)
@@ -139,7 +144,8 @@ def vs_rows(r: dict[str, Any]) -> list[tuple[str, Any, Any, str, bool]]:
         out.append(("RSS per 1k endpoints (API, fitted)", ours_mb, theirs_mb, "MB", False))
     rl = s.get("relist", {})
     if "clusterdns-api" in rl and "coredns-api" in rl:
-        out.append(("10k/100k relist peak / steady RSS", relist_ratio(rl["clusterdns-api"]),
+        where = size(rl["clusterdns-api"].get("endpoints", BIG))
+        out.append((f"{where} relist peak / steady RSS", relist_ratio(rl["clusterdns-api"]),
                     relist_ratio(rl["coredns-api"]), "x", False))  # fmt: skip
     pp = per_pod(s.get("pods", []))
     if "clusterdns-api" in pp and "coredns-api" in pp:
@@ -182,7 +188,7 @@ def verdicts(r: dict[str, Any], t: dict[str, float] = TARGETS_VS_COREDNS) -> lis
             v(f"{what}: {ours['rss_mb']:.0f} / {cd['rss_mb']:.0f} MB = {x:.2f}x",
               x <= t["rss_10k_100k"])  # fmt: skip
         else:
-            v(f"{what}: needs the scale run (--scale-only)", None)
+            v(f"{what}: needs the 10k/100k scale run (--scale-only)", None)
     small = [(SERVERS[k], at(rows, k, SMALL)) for k in ("clusterdns-api", "clusterdns-manifests")]
     got = [(label, x) for label, x in small if x]
     what = f"RSS after sync at 1k/10k <= {t['rss_1k_10k_mb']:.0f} MB"
@@ -192,7 +198,10 @@ def verdicts(r: dict[str, Any], t: dict[str, float] = TARGETS_VS_COREDNS) -> lis
     else:
         v(f"{what}: needs the scale run", None)
     rl = s.get("relist", {})
-    what = f"relist peak < {t['relist_peak']:.2f}x steady RSS (10k/100k, API)"
+    where = (
+        size(rl["clusterdns-api"].get("endpoints", BIG)) if "clusterdns-api" in rl else "10k/100k"
+    )
+    what = f"relist peak < {t['relist_peak']:.2f}x steady RSS ({where}, API)"
     if "clusterdns-api" in rl:
         x = relist_ratio(rl["clusterdns-api"])
         theirs = f"; CoreDNS {relist_ratio(rl['coredns-api']):.2f}x" if "coredns-api" in rl else ""
@@ -206,7 +215,7 @@ def verdicts(r: dict[str, Any], t: dict[str, float] = TARGETS_VS_COREDNS) -> lis
         v(f"{what}: {ours['answer_s']:.2f} s / {cd['answer_s']:.2f} s = {x:.2f}x",
           x <= t["answer_10k_100k"])  # fmt: skip
     else:
-        v(f"{what}: needs the scale run against CoreDNS", None)
+        v(f"{what}: needs the 10k/100k scale run against CoreDNS", None)
     pp = per_pod(s.get("pods", []))
     what = f"pods verified: memory per pod <= {t['pod_memory']:.2f}x CoreDNS's"
     if "ratio" in pp:
