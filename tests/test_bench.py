@@ -344,7 +344,7 @@ def test_scale_relist_and_pods_on_a_tiny_cluster(
     assert sorted(s["relist"]) == sorted(k for k in servers if k != "clusterdns-manifests")
     for x in s["relist"].values():
         assert x["answer_s"] is not None and x["samples"] > 0 and x["steady_mb"] > 0
-        assert x["watches"] > 0
+        assert x["watches"] > 0 and x["timeline_mb"]
         assert scale_report.relist_ratio(x) > 0
     assert {(x["server"], x["pods"]) for x in s["pods"]} == {
         (k, n) for k in servers if k != "clusterdns-manifests" for n in (0, 30)
