@@ -124,7 +124,7 @@ class Bench:
         self.work = a.out / "work"
         self.upstream_port = lib.free_port()
         self.coredns_exe: Path | None = a.coredns
-        self.probe: str | None = None  # a cluster name with an A record: "answering" means it
+        self.probe: lib.Probe | None = None  # a cluster name and its A records: "answering"
         self.results: dict[str, Any] = {
             "scenarios": {},
             "curve": {},
@@ -338,6 +338,18 @@ def probe_name(d: Path) -> str:
     return (d / "queries-cluster-a.txt").read_text().split(maxsplit=1)[0]
 
 
+def probe(d: Path) -> lib.Probe:
+    """`probe_name` and its addresses from the generated hosts file (a headless Service's
+    are its endpoints'): the answer that counts as the first correct one."""
+    name = probe_name(d).lower().rstrip(".")
+    want = set()
+    for line in (d / "hosts").read_text().splitlines():
+        ip, *names = line.split()
+        if name in (n.lower() for n in names[:1]):
+            want.add(ip)
+    return lib.Probe(name, frozenset(want))
+
+
 def _ms(v: float | None) -> str:
     return f"{v:6.2f} ms" if v is not None else "   -   "
 
@@ -436,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     b = Bench(a)
     d = b.cluster(a.services, a.endpoints, a.namespaces)
-    b.probe = probe_name(d)
+    b.probe = probe(d)
     up = lib.start_dnsmasq(
         "upstream",
         b.work,

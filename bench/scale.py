@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,10 +159,10 @@ class Scale:
             yield "coredns-api", lambda: b.coredns("sc-cd", api.url, pods=pods)
 
     def size(self, services: int, endpoints: int, namespaces: int) -> None:
-        from bench.run import probe_name
+        from bench.run import probe
 
         d = self.b.cluster(services, endpoints, namespaces)
-        self.b.probe = probe_name(d)
+        self.b.probe = probe(d)
         t0 = time.monotonic()
         with api_with(d) as api:
             print(f"scale {services}/{endpoints}: API server loaded in "
@@ -181,8 +181,10 @@ class Scale:
         """The relist, on servers without `cache` (a cached old answer would hide the new one
         for 30 s; the cache holds nothing else here, so the memory is the kubernetes plugin's)."""
         b = self.b
-        servers = [("clusterdns-api", lambda: b.clusterdns("rl-api", f"endpoint {api.url}",
-                                                           cache=False, workers="0"))]  # fmt: skip
+        servers: list[tuple[str, Callable[[], lib.Server]]] = [
+            ("clusterdns-api",
+             lambda: b.clusterdns("rl-api", f"endpoint {api.url}", cache=False, workers="0"))
+        ]  # fmt: skip
         if self.has_coredns:
             servers.append(("coredns-api", lambda: b.coredns("rl-cd", api.url, cache=False)))
         for key, start in servers:
@@ -192,11 +194,11 @@ class Scale:
 
     def pods_verified(self) -> None:
         """RSS after sync with `pods verified`, with no Pods and with each count of them."""
-        from bench.run import probe_name
+        from bench.run import probe
 
         services, endpoints, namespaces = self.sizes[0]
         d = self.b.cluster(services, endpoints, namespaces)
-        self.b.probe = probe_name(d)
+        self.b.probe = probe(d)
         for n in (0, *self.pods):
             extra = [] if n == 0 else [d / f"pods-{n}"]
             if n and not (d / f"pods-{n}").exists():

@@ -161,11 +161,17 @@ def test_coredns_peer_serves_the_generated_cluster_from_the_api_server(tmp_path:
         assert f"endpoint {api.url}\n" in text and "manifests" not in text
         assert "cache 30" in text and f"forward . 127.0.0.1:{upstream} {{" in text
         assert "cache" not in run.kubeadm(port, ready, upstream, "x", cache=False)
-        probe = run.probe_name(out)
+        probe = run.probe(out)
+        assert probe.name == run.probe_name(out) and probe.want <= {
+            ip for ips in hosts.values() for ip in ips
+        }
+        wrong = lib.Probe(probe.name, frozenset({"192.0.2.1"}))
         with lib.running(
             lib.start_coredns("cd", exe, text, tmp_path, ready, port, probe=probe)
         ) as s:
             assert s.ready_s is not None and s.answer_s is not None
+            assert lib._has_answer(s.port, probe) and lib._has_answer(s.port, probe.name)
+            assert not lib._has_answer(s.port, wrong)  # an answer, but not the correct one
             lines = (out / "queries-cluster-a.txt").read_text().splitlines()
             for name in sorted({x.split()[0].lower() + "." for x in lines})[:15]:
                 resp = dns.query.udp(dns.message.make_query(name, "A"), lib.HOST, 2, s.port)
