@@ -190,7 +190,8 @@ class Scale:
         for key, start in servers:
             with lib.running(start()) as srv:
                 self.out["relist"][key] = x = relist(api, srv, d)
-                print(f"  {key:22s} relist: {x}", flush=True)
+                brief = {k: v for k, v in x.items() if k != "timeline_mb"}
+                print(f"  {key:22s} relist: {brief}", flush=True)
 
     def pods_verified(self) -> None:
         """RSS after sync with `pods verified`, with no Pods and with each count of them."""
