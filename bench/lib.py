@@ -301,7 +301,8 @@ def _http_ok(url: str) -> bool:
 def _has_answer(port: int, probe: str | Probe) -> bool:
     q = dns.message.make_query(str(probe), "A")
     try:
-        resp = dns.query.udp(q, HOST, timeout=0.2, port=port, ignore_trailing=True)
+        # A headless Service's addresses may not fit 512 bytes: TCP then, for all of them.
+        resp, _ = dns.query.udp_with_fallback(q, HOST, timeout=0.2, port=port)
     except (OSError, dns.exception.DNSException):
         return False
     if resp.rcode() != dns.rcode.NOERROR or not resp.answer:
