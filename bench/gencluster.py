@@ -2,11 +2,16 @@
 
     python bench/gencluster.py OUT [--services 10000] [--endpoints 100000] [--namespaces 1000]
                                    [--headless 0.2] [--query-services 1000] [--seed 1]
+                                   [--pods N]
 
 Writes OUT/cluster/*.json (Namespaces, Services and EndpointSlices as `kind: List` documents, one
 file per 100 namespaces: JSON, because the manifest reader parses it far faster than YAML),
 OUT/hosts (the same names for dnsmasq, the peer), OUT/queries-*.txt (dnsperf input),
 OUT/external-hosts (the upstream's names) and OUT/cluster.json (what was generated).
+
+With `--pods N`, OUT/pods-N/*.json holds N Pods (Running, one IPv4 pod IP each, spread over the
+namespaces) apart from the cluster, so one cluster is measured with and without them (the
+memory `pods verified` costs).
 
 Services are ClusterIP (one IPv4 cluster IP, ports http/80 and dns-tcp/53) or, for a fraction
 `--headless`, headless (clusterIP None) whose endpoints have hostnames, as a StatefulSet's do.
@@ -105,6 +110,52 @@ def endpoint_slice(ns: str, svc: str, index: int, ips: list[str], hostnames: boo
     }
 
 
+def pod(ns: str, name: str, ip: str, node: int) -> Obj:
+    """A Running Pod with the fields a controller-made one has (labels, owner, a container),
+    so that what a server keeps of it, not the JSON, decides its memory."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"app": name.rsplit("-", 1)[0], "pod-template-hash": "7d9f8c6b5"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                 "name": name.rsplit("-", 1)[0], "uid": f"rs-{name}",
+                                 "controller": True, "blockOwnerDeletion": True}],
+        },
+        "spec": {
+            "nodeName": f"node-{node}",
+            "containers": [{"name": "app", "image": "registry.example/app:1.0",
+                            "ports": [{"containerPort": 8080, "protocol": "TCP"}]}],
+        },
+        "status": {
+            "phase": "Running",
+            "hostIP": f"192.168.{node // 250}.{node % 250 + 1}",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }  # fmt: skip
+
+
+def write_pods(out: Path, pods: int, namespaces: int) -> Path:
+    """OUT/pods-N/: `pods` Pods, pod i in namespace i mod `namespaces`, IPs from POD_NET (the
+    endpoints' addresses first: pods back endpoints), 10,000 to a file."""
+    d = out / f"pods-{pods}"
+    d.mkdir(parents=True, exist_ok=True)
+    base = int(POD_NET.network_address) + 1
+    for f, start in enumerate(range(0, pods, 10_000)):
+        items = [
+            pod(f"ns-{i % namespaces:04d}", f"pod-{i // namespaces:05d}-{i % 100:02d}",
+                str(ipaddress.IPv4Address(base + i)), i % 50)
+            for i in range(start, min(pods, start + 10_000))
+        ]  # fmt: skip
+        doc = {"apiVersion": "v1", "kind": "List", "items": items}
+        (d / f"{f:03d}.json").write_text(json.dumps(doc, separators=(",", ":")))
+    return d
+
+
 def plan(services: int, endpoints: int, namespaces: int, headless: float, seed: int) -> list[Obj]:
     """One dict per service: namespace, name, headless?, cluster IP, endpoint IPs."""
     if services < 1 or namespaces < 1 or endpoints < services:
@@ -201,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--headless", type=float, default=0.2, help="fraction of headless services")
     p.add_argument("--query-services", type=int, default=1_000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--pods", type=int, default=0, help="also write OUT/pods-N/ with N Pods")
     a = p.parse_args(argv)
+    if a.pods and (a.out / "cluster.json").exists():  # the cluster is there: only the pods
+        write_pods(a.out, a.pods, a.namespaces)
+        return 0
     services = plan(a.services, a.endpoints, a.namespaces, a.headless, a.seed)
     a.out.mkdir(parents=True, exist_ok=True)
     write_cluster(a.out, services, a.namespaces)
@@ -214,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "query_services": min(a.query_services, a.services),
         "seed": a.seed,
     }
+    if a.pods:
+        write_pods(a.out, a.pods, a.namespaces)
     (a.out / "cluster.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta))
     return 0

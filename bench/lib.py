@@ -193,6 +193,17 @@ class Procs:
         return round(total / 2**20, 1)
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A cluster name and the addresses of its correct answer: "answering" means those."""
+
+    name: str
+    want: frozenset[str]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 @dataclass
 class Server:
     name: str
@@ -200,7 +211,7 @@ class Server:
     port: int
     log: Path
     ready_s: float | None = None
-    answer_s: float | None = None  # exec to the first answer with records to `probe`
+    answer_s: float | None = None  # exec to the first (correct, given a Probe) answer to `probe`
 
     @property
     def pids(self) -> list[int]:
@@ -218,7 +229,8 @@ class Server:
 
 def start_clusterdns(
     name: str, corefile: str, work: Path, ready_port: int, port: int, workers: str,
-    env: dict[str, str] | None = None, ready_timeout: float = 120.0, probe: str | None = None,
+    env: dict[str, str] | None = None, ready_timeout: float = 120.0,
+    probe: str | Probe | None = None,
 ) -> Server:  # fmt: skip
     """Start ClusterDNS and wait for /ready; `ready_s` is the time from exec to ready (and
     `answer_s` to the first answer for the name `probe`)."""
@@ -228,7 +240,7 @@ def start_clusterdns(
 
 def start_coredns(
     name: str, exe: Path, corefile: str, work: Path, ready_port: int, port: int,
-    ready_timeout: float = 120.0, probe: str | None = None,
+    ready_timeout: float = 120.0, probe: str | Probe | None = None,
 ) -> Server:  # fmt: skip
     """Start the reference CoreDNS as ClusterDNS is started: same Corefile, same waits."""
     return _start(name, [str(exe)], corefile, work, ready_port, port, None, ready_timeout, probe)
@@ -236,7 +248,7 @@ def start_coredns(
 
 def _start(
     name: str, cmd: list[str], corefile: str, work: Path, ready_port: int, port: int,
-    env: dict[str, str] | None, ready_timeout: float, probe: str | None,
+    env: dict[str, str] | None, ready_timeout: float, probe: str | Probe | None,
 ) -> Server:  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
     conf = work / f"Corefile.{name}"
@@ -256,10 +268,12 @@ def _start(
 
 
 def wait_ready(
-    ready_port: int, port: int, probe: str | None, proc: subprocess.Popen[bytes], timeout: float
-) -> tuple[float, float | None]:
+    ready_port: int, port: int, probe: str | Probe | None, proc: subprocess.Popen[bytes],
+    timeout: float,
+) -> tuple[float, float | None]:  # fmt: skip
     """Seconds from now (just after exec) until /ready says 200, and until an A query for
-    `probe` gets records: both are polled in turn, so neither waits for the other."""
+    `probe` gets records (a Probe's addresses, exactly): both are polled in turn, so neither
+    waits for the other."""
     t0 = time.monotonic()
     ready: float | None = None
     answer: float | None = None
@@ -284,12 +298,17 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _has_answer(port: int, name: str) -> bool:
+def _has_answer(port: int, probe: str | Probe) -> bool:
+    q = dns.message.make_query(str(probe), "A")
     try:
-        resp = dns.query.udp(dns.message.make_query(name, "A"), HOST, timeout=0.2, port=port)
+        # A headless Service's addresses may not fit 512 bytes: TCP then, for all of them.
+        resp, _ = dns.query.udp_with_fallback(q, HOST, timeout=0.2, port=port)
     except (OSError, dns.exception.DNSException):
         return False
-    return resp.rcode() == dns.rcode.NOERROR and bool(resp.answer)
+    if resp.rcode() != dns.rcode.NOERROR or not resp.answer:
+        return False
+    got = {rr.to_text() for rrset in resp.answer for rr in rrset if rrset.rdtype == 1}
+    return not isinstance(probe, Probe) or got == probe.want
 
 
 def start_dnsmasq(name: str, work: Path, port: int, args: list[str]) -> Server:

@@ -18,11 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import scale_report
 from bench.report import TARGETS, against_coredns, peer, summary_rows, verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "full.json"
 QUICK = ROOT / "bench" / "results" / "coredns-quick.json"
+SCALE = ROOT / "bench" / "results" / "scale.json"
 DOC = ROOT / "docs" / "performance.md"
 SCENARIOS = {
     "1-cluster-cache": "1 · cluster names A/AAAA/SRV, cache",
@@ -86,6 +88,8 @@ def coredns_table(r: dict[str, Any]) -> str:
 
 def curve_table(r: dict[str, Any]) -> str:
     names = list(r["curve"])
+    if not names:  # a run without the curve
+        return _table(["load"], [])
     head = ["load"] + [f"{n} {col}" for n in names for col in ("QPS", "p50 ms", "p99 ms")]
     rows = []
     for i, pct in enumerate(p["pct"] for p in r["curve"][names[0]]):
@@ -133,17 +137,32 @@ def startup_table(r: dict[str, Any]) -> str:
 def targets_list(r: dict[str, Any], targets: dict[str, float]) -> str:
     lines = verdicts(r, targets)
     return "".join(
-        f"* {x.replace('[met]', '**met**:').replace('[MISSED]', '**missed**:')}\n" for x in lines
+        f"* {x.replace('[met]', '**met**:').replace('[MISSED]', '**missed**:')}\n".replace(
+            "[not measured]", "**not measured**:"
+        )
+        for x in lines
     )
 
 
 def sections(r: dict[str, Any], targets: dict[str, float]) -> dict[str, str]:
-    return {
+    parts = {
         "results": results_table(r),
         "curve": curve_table(r),
         "startup": startup_table(r),
         "targets": targets_list(r, targets),
     }
+    if r.get("scale"):
+        parts.update(scale_report.md_sections(r["scale"]))
+    return parts
+
+
+def load(results: Path = RESULTS, scale: Path = SCALE) -> dict[str, Any]:
+    """A run's results, with the scale part from bench/results/scale.json when the run had
+    none of its own (`--scale-only` runs are written there, apart from the dnsperf run)."""
+    r: dict[str, Any] = json.loads(results.read_text())
+    if not r.get("scale") and scale.exists():
+        r["scale"] = json.loads(scale.read_text())["scale"]
+    return r
 
 
 def quick_sections(r: dict[str, Any]) -> dict[str, str]:
@@ -170,7 +189,7 @@ def main(argv: list[str]) -> int:
     argv = [x for x in argv if x != "--quick"]
     results = Path(argv[0]) if argv else QUICK if quick else RESULTS
     doc = Path(argv[1]) if len(argv) > 1 else DOC
-    r = json.loads(results.read_text())
+    r = json.loads(results.read_text()) if quick else load(results)
     parts = quick_sections(r) if quick else sections(r, TARGETS)
     doc.write_text(fill(doc.read_text(), parts))
     print(f"{doc}: tables from {results}")

@@ -68,6 +68,10 @@ def table(r: dict[str, Any], targets: dict[str, float]) -> str:
                 f"  {x['what']:44s} {x['clusterdns']:>10.2f} {x['coredns']:>10.2f} {x['unit']:5s}"
                 f" {x['ratio']:6.2f}x  {x['ahead']} ahead"
             )
+    if r.get("scale"):
+        from bench import scale_report
+
+        lines += scale_report.lines(r["scale"])
     lines += ["", "targets (from the issue):"]
     lines += [f"  {line}" for line in verdicts(r, targets)]
     return "\n".join(lines)
@@ -132,11 +136,17 @@ def against_coredns(r: dict[str, Any]) -> list[dict[str, Any]]:
     for what, key in QPS_VS_COREDNS:
         rows = {x["server"]: x for x in medians(r["scenarios"].get(key, []))}
         if "clusterdns" in rows and "coredns" in rows:
+            if key == "1-cluster-cache-A":  # beside the -workers 0 row (scale_report.vs_rows)
+                what = f"{what[:-1]}, -workers {r.get('workers', 'auto')})"
             add(what + " (QPS)", rows["clusterdns"]["qps"], rows["coredns"]["qps"], "QPS", True)
     ours, theirs = r["startup"].get("api_one_process"), r["startup"].get("coredns_api")
     if ours and theirs:
         for what, field, unit in STARTUP_VS_COREDNS:
             add(what, ours.get(field), theirs.get(field), unit, False)
+    from bench import scale_report  # the default deployment's QPS, and issue 14's memory
+
+    for what, ours, theirs, unit, higher in scale_report.vs_rows(r):
+        add(what, ours, theirs, unit, higher)
     return out
 
 
@@ -204,7 +214,9 @@ def verdicts(r: dict[str, Any], t: dict[str, float]) -> list[str]:
                 w["p99_ms"] < t["watch_p99_ms"],
             )
         )
-    return out
+    from bench import scale_report  # issue 14's, against CoreDNS
+
+    return out + scale_report.verdicts(r)
 
 
 def startups(r: dict[str, Any], size: str) -> list[tuple[str, dict[str, Any]]]:
@@ -220,7 +232,7 @@ def startups(r: dict[str, Any], size: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _v(text: str, ok: bool) -> str:
-    return f"[{'met' if ok else 'MISSED'}] {text}"
+    return f"[{'met' if ok else 'MISSED'}] {text}"  # scale_report adds "[not measured]"
 
 
 def chart(r: dict[str, Any], path: Path) -> None:

@@ -1,7 +1,7 @@
 """`make bench`: ClusterDNS under dnsperf, beside the reference CoreDNS 1.14.7 and dnsmasq.
 
     python bench/run.py [--quick] [--coredns PATH] [--services N --endpoints N --namespaces N]
-                        [--seconds S] [--workers N|auto] [--out DIR]
+                        [--seconds S] [--workers N|auto] [--out DIR] [--scale-only|--no-scale]
 
 The peer is CoreDNS 1.14.7: `--coredns PATH`, or else the reference tests/coredns_ref.py
 unpacks from ../shared/tools. CoreDNS has no `manifests`, so it reads the same generated cluster
@@ -26,9 +26,15 @@ Also measured: time from exec to ready and to the first answer, RSS after sync (
 the test API server; CoreDNS from the API server), and how long a change of the cluster takes
 to be answered. Every ratio against CoreDNS is in the results' `vs_coredns`.
 
+Then issue 14's part (bench/scale.py; `--scale-only` runs it alone, in ~2 minutes once its
+clusters exist): RSS after sync, exec to ready and to answering at 1k/10k, 10k/100k and 30k/300k
+for ClusterDNS (API and manifests) and CoreDNS, one process each; the RSS peak of a forced full
+relist at 10k/100k; the memory per pod with `pods verified` (bench/results/scale.json).
+
 Results: bench/results/<full|quick>.json, a PNG chart beside it, and a table on stdout.
 Quick mode (`make bench QUICK=1`): 1,000 services / 10,000 endpoints, 4-second runs, one
-head-to-head, no 1k/10k start-up of its own (the cluster is that size already).
+head-to-head, no 1k/10k start-up of its own (the cluster is that size already), a smaller
+scale part (1k/10k and 3k/30k, 3,000 pods).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import lib, watch
 from bench.gencluster import main as gencluster
 from bench.report import TARGETS, against_coredns
+from bench.scale import Scale
 
 BENCH = Path(__file__).resolve().parent
 KUBEADM = """\
@@ -62,7 +69,7 @@ KUBEADM = """\
     ready 127.0.0.1:{ready}
     kubernetes cluster.local in-addr.arpa ip6.arpa {{
        {source}
-       pods insecure
+       pods {pods}
        fallthrough in-addr.arpa ip6.arpa
        ttl 30
     }}
@@ -79,9 +86,12 @@ KUBEADM = """\
 CACHE_TTL = 30  # kubeadm's `cache 30` (and the kubernetes plugin's `ttl 30`)
 
 
-def kubeadm(port: int, ready: int, upstream: int, source: str, cache: bool) -> str:
+def kubeadm(
+    port: int, ready: int, upstream: int, source: str, cache: bool, pods: str = "insecure"
+) -> str:
     """kubeadm's default Corefile on loopback ports; `source` is the kubernetes block's
-    `manifests DIR` (ClusterDNS) or `endpoint URL` (CoreDNS, which has no `manifests`)."""
+    `manifests DIR` (ClusterDNS) or `endpoint URL` (CoreDNS, which has no `manifests`);
+    `pods verified` for the bench's pods measurement."""
     return KUBEADM.format(
         port=port,
         health=lib.free_port(),
@@ -90,6 +100,7 @@ def kubeadm(port: int, ready: int, upstream: int, source: str, cache: bool) -> s
         upstream=upstream,
         source=source,
         cache="cache 30" if cache else "",
+        pods=pods,
     )
 
 
@@ -106,12 +117,14 @@ def find_coredns(given: Path | None) -> Path | None:
 
 
 class Bench:
+    settle_s = 1.0  # after ready, before RSS is read (tests make it short)
+
     def __init__(self, a: argparse.Namespace) -> None:
         self.a = a
         self.work = a.out / "work"
         self.upstream_port = lib.free_port()
         self.coredns_exe: Path | None = a.coredns
-        self.probe: str | None = None  # a cluster name with an A record: "answering" means it
+        self.probe: lib.Probe | None = None  # a cluster name and its A records: "answering"
         self.results: dict[str, Any] = {
             "scenarios": {},
             "curve": {},
@@ -136,21 +149,28 @@ class Bench:
             )
         return d
 
-    def corefile(self, source: str, cache: bool) -> tuple[str, int, int]:
+    def corefile(self, source: str, cache: bool, pods: str = "insecure") -> tuple[str, int, int]:
         port, ready = lib.free_port(), lib.free_port()
-        return kubeadm(port, ready, self.upstream_port, source, cache), port, ready
+        return kubeadm(port, ready, self.upstream_port, source, cache, pods), port, ready
 
     def clusterdns(
-        self, name: str, source: str, cache: bool = True, workers: str | None = None
+        self,
+        name: str,
+        source: str,
+        cache: bool = True,
+        workers: str | None = None,
+        pods: str = "insecure",
     ) -> lib.Server:
-        text, port, ready = self.corefile(source, cache)
+        text, port, ready = self.corefile(source, cache, pods)
         w = workers or self.a.workers
         return lib.start_clusterdns(name, text, self.work, ready, port, w, probe=self.probe)
 
-    def coredns(self, name: str, api_url: str, cache: bool = True) -> lib.Server:
+    def coredns(
+        self, name: str, api_url: str, cache: bool = True, pods: str = "insecure"
+    ) -> lib.Server:
         """The reference CoreDNS on the same Corefile, its cluster from the test API server."""
         assert self.coredns_exe is not None
-        text, port, ready = self.corefile(f"endpoint {api_url}", cache)
+        text, port, ready = self.corefile(f"endpoint {api_url}", cache, pods)
         exe = self.coredns_exe
         return lib.start_coredns(name, exe, text, self.work, ready, port, probe=self.probe)
 
@@ -250,7 +270,7 @@ class Bench:
         return lib.dnsperf(srv.port, data, self.a.seconds, pids=srv.pids)
 
     def startup(self, srv: lib.Server) -> dict[str, Any]:
-        time.sleep(1.0)  # worker processes start as the server becomes ready
+        time.sleep(self.settle_s)  # worker processes start as the server becomes ready
         procs = lib.Procs(srv.pids)
         return {
             "ready_s": srv.ready_s,
@@ -318,6 +338,18 @@ def probe_name(d: Path) -> str:
     return (d / "queries-cluster-a.txt").read_text().split(maxsplit=1)[0]
 
 
+def probe(d: Path) -> lib.Probe:
+    """`probe_name` and its addresses from the generated hosts file (a headless Service's
+    are its endpoints'): the answer that counts as the first correct one."""
+    name = probe_name(d).lower().rstrip(".")
+    want = set()
+    for line in (d / "hosts").read_text().splitlines():
+        ip, *names = line.split()
+        if name in (n.lower() for n in names[:1]):
+            want.add(ip)
+    return lib.Probe(name, frozenset(want))
+
+
 def _ms(v: float | None) -> str:
     return f"{v:6.2f} ms" if v is not None else "   -   "
 
@@ -351,6 +383,31 @@ def _cpu_model() -> str:
     return "?"
 
 
+def write_scale(s: dict[str, Any], quick: bool, vers: dict[str, str]) -> Path:
+    """The scale part on its own: bench/results/scale.json (quick-scale.json, which git
+    ignores, for a quick run), from which docs/performance.md's scale tables are written."""
+    path = BENCH / "results" / ("quick-scale.json" if quick else "scale.json")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"scale": s, "versions": vers}, indent=1) + "\n")
+    return path
+
+
+def scale_only(a: argparse.Namespace) -> int:
+    """`--scale-only`: bench/scale.py's part alone (a few minutes; no dnsperf)."""
+    from bench import mdreport, scale_report
+
+    b = Bench(a)
+    s = Scale(b, a.quick).run()
+    path = write_scale(s, a.quick, versions(a.coredns))
+    if not a.quick:
+        mdreport.main([])
+    print("\n".join(scale_report.lines(s)))
+    print("\ntargets of issue 14 (against CoreDNS):")
+    print("\n".join(f"  {x}" for x in scale_report.verdicts({"scale": s})))
+    print(f"results: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true")
@@ -362,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", default="auto")
     p.add_argument("--reps", type=int, help="head-to-head runs, taken in turns (median)")
     p.add_argument("--out", type=Path, default=BENCH / "out")
+    p.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="only the scale curve, relist peak and pods verified (bench/scale.py)",
+    )
+    p.add_argument("--no-scale", action="store_true", help="leave out bench/scale.py's part")
     a = p.parse_args(argv)
     quick = a.quick
     a.services = a.services or (1_000 if quick else 10_000)
@@ -380,10 +443,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print(f"peer: {a.coredns}", flush=True)
+    if a.scale_only:
+        return scale_only(a)
     t0 = time.monotonic()
     b = Bench(a)
     d = b.cluster(a.services, a.endpoints, a.namespaces)
-    b.probe = probe_name(d)
+    b.probe = probe(d)
     up = lib.start_dnsmasq(
         "upstream",
         b.work,
@@ -397,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         b.api(d, 20 if quick else 100)
     finally:
         up.stop()
+    if not a.no_scale:
+        b.results["scale"] = Scale(b, quick).run()
     mode = "quick" if quick else "full"
     b.results.update(
         mode=mode,
@@ -412,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
     (results / f"{mode}.json").write_text(json.dumps(b.results, indent=1) + "\n")
+    if "scale" in b.results:
+        write_scale(b.results["scale"], quick, b.results["versions"])
     from bench.report import chart, table
 
     if not quick:

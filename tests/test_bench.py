@@ -6,6 +6,7 @@ The benchmark itself (dnsperf, minutes of load) runs in `make bench`, never here
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from bench import gencluster, lib, mdreport, report, run, watch
+from bench import gencluster, lib, mdreport, report, run, scale, scale_report, watch
 from tests import coredns_ref
 from tests.harness import serve
 from tests.k8s_apiserver import ApiServer
@@ -26,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_docs_tables_are_the_committed_results() -> None:
     doc = mdreport.DOC.read_text()
-    r = json.loads(mdreport.RESULTS.read_text())
+    r = mdreport.load()
     quick = json.loads(mdreport.QUICK.read_text())
-    assert doc.count("<!-- bench:") == 4 + 3
+    assert doc.count("<!-- bench:") == 4 + 3 + 3 and r["scale"]["sizes"]
     assert mdreport.fill(doc, mdreport.sections(r, report.TARGETS)) == doc, (
         "docs/performance.md's tables differ from bench/results/full.json: "
         "run `python -m bench.mdreport`"
@@ -160,11 +161,17 @@ def test_coredns_peer_serves_the_generated_cluster_from_the_api_server(tmp_path:
         assert f"endpoint {api.url}\n" in text and "manifests" not in text
         assert "cache 30" in text and f"forward . 127.0.0.1:{upstream} {{" in text
         assert "cache" not in run.kubeadm(port, ready, upstream, "x", cache=False)
-        probe = run.probe_name(out)
+        probe = run.probe(out)
+        assert probe.name == run.probe_name(out) and probe.want <= {
+            ip for ips in hosts.values() for ip in ips
+        }
+        wrong = lib.Probe(probe.name, frozenset({"192.0.2.1"}))
         with lib.running(
             lib.start_coredns("cd", exe, text, tmp_path, ready, port, probe=probe)
         ) as s:
             assert s.ready_s is not None and s.answer_s is not None
+            assert lib._has_answer(s.port, probe) and lib._has_answer(s.port, probe.name)
+            assert not lib._has_answer(s.port, wrong)  # an answer, but not the correct one
             lines = (out / "queries-cluster-a.txt").read_text().splitlines()
             for name in sorted({x.split()[0].lower() + "." for x in lines})[:15]:
                 resp = dns.query.udp(dns.message.make_query(name, "A"), lib.HOST, 2, s.port)
@@ -204,13 +211,16 @@ def test_ratios_against_coredns_and_the_dnsmasq_fallback() -> None:
     assert ratios == {"clusterdns": "2.00x", "dnsmasq": "1.60x", "coredns": ""}
     vs = {x["what"]: (x["ratio"], x["ahead"]) for x in report.against_coredns(r)}
     assert vs == {
-        "1 · cluster names A, cache (head to head) (QPS)": (2.0, "ClusterDNS"),
+        "1 · cluster names A, cache (head to head, -workers auto) (QPS)": (2.0, "ClusterDNS"),
         "RSS after sync": (0.75, "ClusterDNS"),  # lower is better
         "exec to /ready": (2.0, "CoreDNS"),
         "exec to the first answer": (2.0, "CoreDNS"),
     }  # 4-external-nocache: no CoreDNS row, no ratio
     table = mdreport.coredns_table(r)
-    assert "| 1 · cluster names A, cache (head to head) (QPS) | 200 | 100 | QPS | 2.00x |" in table
+    assert (
+        "| 1 · cluster names A, cache (head to head, -workers auto) (QPS) | 200 | 100 | QPS | 2.00x |"
+        in table
+    )
     assert "| RSS after sync | 60.00 | 80.00 | MB | 0.75x | ClusterDNS |" in table
     assert mdreport.results_table(r).splitlines()[0].endswith("| vs coredns |")
 
@@ -220,3 +230,130 @@ def test_ratios_against_coredns_and_the_dnsmasq_fallback() -> None:
     assert report.against_coredns(r) == []
     assert mdreport.coredns_table(r).count("\n") == 2  # the head only
     assert mdreport.results_table(r).splitlines()[0].endswith("| vs dnsmasq |")
+
+
+# ---- issue 14: scale curve, relist peak, pods verified (bench/scale.py, bench/scale_report.py)
+
+
+def _size(server: str, endpoints: int, rss: float, answer: float = 1.0) -> dict[str, Any]:
+    return {"server": server, "services": endpoints // 10, "endpoints": endpoints,
+            "ready_s": answer, "answer_s": answer, "rss_mb": rss}  # fmt: skip
+
+
+def _scale() -> dict[str, Any]:
+    sizes = [
+        *(_size("clusterdns-api", e, 50 + e / 2000) for e in (10_000, 100_000, 300_000)),
+        _size("clusterdns-manifests", 10_000, 60.0),
+        _size("clusterdns-manifests", 100_000, 150.0),
+        *(_size("coredns-api", e, 40 + e / 1000, 2.0) for e in (10_000, 100_000, 300_000)),
+    ]
+    relist = {"steady_mb": 100.0, "peak_sampled_mb": 110.0, "hwm_mb": 120.0}
+    pods = [
+        {"server": "clusterdns-api", "pods": 0, "rss_mb": 60.0, "ready_s": 1.0},
+        {"server": "clusterdns-api", "pods": 10_000, "rss_mb": 65.0, "ready_s": 1.0},
+        {"server": "coredns-api", "pods": 0, "rss_mb": 50.0, "ready_s": 1.0},
+        {"server": "coredns-api", "pods": 10_000, "rss_mb": 80.0, "ready_s": 1.0},
+    ]
+    return {"sizes": sizes, "pods": pods,
+            "relist": {"clusterdns-api": relist, "coredns-api": {**relist, "hwm_mb": 150.0}}}  # fmt: skip
+
+
+def test_fit_slopes_and_per_pod() -> None:
+    assert scale_report.fit([1, 2, 3], [3, 5, 7]) == (2.0, 1.0)
+    with pytest.raises(ValueError):
+        scale_report.fit([1, 1], [2, 3])
+    s = _scale()
+    sl = scale_report.slopes(s["sizes"])
+    assert sl["clusterdns-api"] == {"mb_per_1k_endpoints": 0.5, "intercept_mb": 50.0}
+    assert sl["coredns-api"]["mb_per_1k_endpoints"] == 1.0
+    assert sl["clusterdns-manifests"]["mb_per_1k_endpoints"] == 1.0  # 90 MB over 90k
+    pp = scale_report.per_pod(s["pods"])  # 5 MB and 30 MB over 10,000 pods, in KB
+    assert pp == {"clusterdns-api": 0.512, "coredns-api": 3.072, "ratio": 0.167}
+    assert scale_report.relist_ratio(s["relist"]["clusterdns-api"]) == 1.2  # VmHWM counts
+    summary = scale_report.summarize(s)
+    assert summary["clusterdns-api_vs_coredns_10k_100k"] == {"rss": 0.714, "ready": 0.5,
+                                                             "answer": 0.5}  # fmt: skip
+    assert summary["pods"]["ratio"] == 0.167
+
+
+def test_issue14_targets_and_coredns_rows() -> None:
+    rows = [{**lib.Perf(qps=q).row(), "server": s} for s, q in
+            (("clusterdns", 300.0), ("clusterdns -workers 0", 140.0), ("coredns", 100.0))]  # fmt: skip
+    r: dict[str, Any] = {"scenarios": {"1-cluster-cache-A": rows, "4-external-nocache": rows},
+                         "startup": {}, "scale": _scale(), "curve": {}, "cluster": {"endpoints": 100_000}}  # fmt: skip
+    v = scale_report.verdicts(r)
+    assert v[0] == "[met] uncached forwarding >= 1.0x CoreDNS (aim 1.5x): 3.00x"
+    assert v[1].startswith("[MISSED] cached cluster names >= 1.5x CoreDNS, -workers 0")
+    assert v[1].endswith(": 1.40x")
+    assert v[2] == "[met] RSS after sync at 10k/100k <= 0.75x CoreDNS (API): 100 / 140 MB = 0.71x"
+    assert v[3].startswith("[MISSED] RSS after sync at 10k/100k <= 0.75x CoreDNS (manifests)")
+    assert v[4] == ("[met] RSS after sync at 1k/10k <= 70 MB: 55 MB ClusterDNS (API), "
+                    "60 MB ClusterDNS (manifests)")  # fmt: skip
+    assert (
+        v[5]
+        == "[met] relist peak < 1.25x steady RSS (10k/100k, API): ClusterDNS 1.20x; CoreDNS 1.50x"
+    )
+    assert v[6].startswith("[met] exec to answering at 10k/100k <= CoreDNS (API)")
+    assert v[7].startswith("[met] pods verified: memory per pod <= 0.25x") and v[7].endswith(
+        "0.17x"
+    )
+    assert v == report.verdicts(r, report.TARGETS)[-len(v) :]
+    vs = {x["what"]: x["ratio"] for x in report.against_coredns(r)}
+    assert (
+        vs["1 · cluster names A, cache (head to head, -workers auto) (QPS)"] == 3.0
+    )  # -workers auto
+    assert vs["1 · cluster names A, cache, -workers 0 (default deployment) (QPS)"] == 1.4
+    assert vs["10k/100k RSS after sync (API)"] == round(100 / 140, 3)
+    assert vs["10k/100k relist peak / steady RSS"] == 0.8
+    assert vs["pods verified: memory per pod"] == round(0.512 / 3.072, 3)
+    doc = mdreport.sections({**r, "curve": {}, "cluster": {"endpoints": 100_000, "services": 1,
+                             "namespaces": 1}}, report.TARGETS)  # fmt: skip
+    assert (
+        "| CoreDNS (API) | 30,000 / 300,000 | 2.00 | 2.00 | 340 | 1.00x | 1.00x |" in doc["scale"]
+    )
+    assert "| ClusterDNS (API) | 0.50 | 50 |" in doc["scale"]
+    assert (
+        "| ClusterDNS (API) | 10,000 / 100,000 | 1.00 | 1.00 | 100 | 0.50x | 0.71x |"
+        in doc["scale"]
+    )
+    assert "| ClusterDNS (API) | 100 | 110 | 120 | 1.20x |" in doc["relist"]
+    assert "| ClusterDNS / CoreDNS | 0.17x |" in doc["pods"]
+    # Without the scale part or CoreDNS, each target says what it needs.
+    empty = scale_report.verdicts({"scenarios": {}, "startup": {}})
+    assert len(empty) == 8 and all(x.startswith("[not measured]") for x in empty)
+
+
+def test_generated_pods(tmp_path: Path) -> None:
+    d = gencluster.write_pods(tmp_path, 25, 4)
+    pods = list(watch.objects(d))
+    assert len(pods) == 25 and all(p["status"]["phase"] == "Running" for p in pods)
+    keys = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods}
+    assert len(keys) == 25 and {ns for ns, _ in keys} == {f"ns-{i:04d}" for i in range(4)}
+    assert len({p["status"]["podIP"] for p in pods}) == 25
+
+
+def test_scale_relist_and_pods_on_a_tiny_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench/scale.py end to end on tiny clusters, with CoreDNS when the reference is here:
+    every field the report reads is there (the values are not judged: they are noise here)."""
+    monkeypatch.setattr(run.Bench, "settle_s", 0.1)
+    monkeypatch.setattr(scale, "PAUSE_S", 0.1)
+    monkeypatch.setattr(scale, "TAIL_S", 0.2)
+    a = argparse.Namespace(out=tmp_path, workers="0", coredns=coredns_ref.binary())
+    b = run.Bench(a)
+    s = scale.Scale(b, quick=True, sizes=[(10, 40, 2), (20, 80, 2)], pods=(30,)).run()
+    servers = ["clusterdns-api", "clusterdns-manifests"] + (["coredns-api"] if a.coredns else [])
+    assert [x["server"] for x in s["sizes"]] == servers * 2
+    for x in s["sizes"] + s["pods"]:
+        assert x["rss_mb"] > 0 and x["ready_s"] is not None and x["answer_s"] is not None
+    assert sorted(s["relist"]) == sorted(k for k in servers if k != "clusterdns-manifests")
+    for x in s["relist"].values():
+        assert x["answer_s"] is not None and x["samples"] > 0 and x["steady_mb"] > 0
+        assert x["watches"] > 0 and x["timeline_mb"]
+        assert scale_report.relist_ratio(x) > 0
+    assert {(x["server"], x["pods"]) for x in s["pods"]} == {
+        (k, n) for k in servers if k != "clusterdns-manifests" for n in (0, 30)
+    }
+    assert set(s["summary"]["slope"]) == set(servers)
+    assert scale_report.lines(s) and set(scale_report.md_sections(s)) == {"scale", "relist", "pods"}
