@@ -236,7 +236,7 @@ class Kubernetes(External, Plugin):
         zone = longest_match(s.zones, req.qname)
         if not zone or s.pod_mode != "verified":
             return None
-        pods = self.backend.store.pods_by_ip.get(req.remote_ip, ())
+        pods = self.backend.store.pods_at(req.remote_ip)
         pod = next((p for p in pods if p.ips[0] == req.remote_ip and not p.deleting), None)
         if pod is None:
             return None

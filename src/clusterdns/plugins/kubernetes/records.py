@@ -8,6 +8,7 @@ the serving path never sees one half-updated.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -163,6 +164,24 @@ class BadObject(ValueError):
     """An object that cannot be turned into a record (missing or malformed fields)."""
 
 
+#: Port tuples already built, so the services and slices that expose the same ports (most of a
+#: cluster: http/80, dns/53…) share one tuple of Port records instead of holding copies.
+_PORT_TUPLES: dict[tuple[tuple[str, str, int], ...], tuple[Port, ...]] = {}
+#: Distinct port lists kept at most (past that the table starts over: sharing is only a saving).
+PORT_TUPLES_MAX = 4096
+
+
+def shared_ports(ports: tuple[Port, ...]) -> tuple[Port, ...]:
+    """The one tuple equal to `ports` (records.py's memory note: tuples shared, not copied)."""
+    key = tuple((p.name, p.protocol, p.port) for p in ports)
+    got = _PORT_TUPLES.get(key)
+    if got is None:
+        if len(_PORT_TUPLES) >= PORT_TUPLES_MAX:
+            _PORT_TUPLES.clear()
+        got = _PORT_TUPLES[key] = ports
+    return got
+
+
 def _meta(obj: Obj) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping):
@@ -176,7 +195,7 @@ def _meta(obj: Obj) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
         raise BadObject("metadata.labels is not a map")
     return (
         name,
-        str(ns),
+        sys.intern(str(ns)),  # a few namespaces, named by every record
         str(meta.get("resourceVersion") or ""),
         tuple(sorted((str(k), str(v)) for k, v in labels.items())),
     )
@@ -197,10 +216,19 @@ def _ports(raw: Any, where: str) -> tuple[Port, ...]:
         if not isinstance(port, int):
             raise BadObject(f"{where}.port is not a number")
         out.append(Port(str(p.get("name") or ""), str(p.get("protocol") or "TCP"), port))
-    return tuple(out)
+    return shared_ports(tuple(out))
 
 
 def _ip(text: Any, where: str) -> str:
+    """The address in canonical text form. An IPv4 address inet_pton accepts is canonical
+    already (glibc and musl refuse leading zeros and short forms), so it is kept as given:
+    ipaddress, the general path, costs ten times more per address."""
+    if type(text) is str:
+        try:
+            socket.inet_pton(socket.AF_INET, text)
+            return text
+        except (OSError, ValueError):
+            pass
     try:
         return str(ipaddress.ip_address(str(text)))
     except ValueError:
@@ -259,16 +287,11 @@ def to_endpoint_slice(obj: Obj) -> Endpoints:
         target = str(ref.get("name") or "") if ref.get("kind", "Pod") == "Pod" else ""
         if len(target) > 63:
             target = ""
+        hostname = str(e.get("hostname") or "")
+        node = sys.intern(str(e.get("nodeName") or ""))  # a few nodes, named by every endpoint
+        is_ready = ready is None or bool(ready)
         for a in e.get("addresses") or []:
-            addrs.append(
-                Address(
-                    ip=_ip(a, "endpoints.addresses"),
-                    hostname=str(e.get("hostname") or ""),
-                    node_name=str(e.get("nodeName") or ""),
-                    target=target,
-                    ready=ready is None or bool(ready),
-                )
-            )
+            addrs.append(Address(_ip(a, "endpoints.addresses"), hostname, node, target, is_ready))
             zones.append(zone)
     ports = _ports(obj.get("ports"), "ports")
     kept = tuple(zones) if any(zones) else ()
@@ -291,7 +314,7 @@ def to_endpoints(obj: Obj) -> list[Endpoints]:
                     Address(
                         ip=_ip(a.get("ip"), f"subsets.{field}.ip"),
                         hostname=str(a.get("hostname") or ""),
-                        node_name=str(a.get("nodeName") or ""),
+                        node_name=sys.intern(str(a.get("nodeName") or "")),
                         target=target if len(target) <= 63 else "",
                         ready=ready,
                     )
@@ -344,7 +367,7 @@ def to_service_import(obj: Obj) -> ServiceImport:
         namespace=ns,
         headless=spec.get("type") == "Headless",
         ips=tuple(_ip(ip, "spec.ips") for ip in ips if ip),
-        ports=tuple(ports),
+        ports=shared_ports(tuple(ports)),
         version=version,
     )
 
