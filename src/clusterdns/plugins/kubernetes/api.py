@@ -253,17 +253,17 @@ class ApiSource:
         params = self._selectors(kind)
         cont = ""
         while True:
-            page = await self._requester.list_page(
+            page = await self._requester.list_items(
                 kind, s.namespace, **params, **({"_continue": cont} if cont else {})
             )
             self._contact()
-            for obj in page.get("items") or []:
+            for obj in page.items():  # one object decoded at a time, converted, dropped
                 rec = self._convert(kind, obj)
                 if rec is not None and self._wanted(kind, rec):
                     records.append(rec)
                     if first and kind == "Endpoints":
                         observe_programming(obj, self.store)
-            meta = page.get("metadata") or {}
+            meta = page.head.get("metadata") or {}
             cont = meta.get("continue") or ""
             if not cont:
                 s.rv = str(meta.get("resourceVersion") or "")

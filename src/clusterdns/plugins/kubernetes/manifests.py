@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -61,9 +62,11 @@ from typing import Any
 
 from clusterdns import heap
 from clusterdns.plugins.kubernetes import api_metrics
+from clusterdns.plugins.kubernetes.jsonitems import JsonObject, items_at
 from clusterdns.plugins.kubernetes.manifest_files import (
     Scan,
     changed,
+    json_error,
     list_files,
     read_documents,
     scan,
@@ -143,6 +146,8 @@ class _Reader:
                 where = f"{path}: document {doc.number}" if doc.number else path
                 if doc.error:
                     self.error(where, doc.error)
+                elif doc.stream is not None:
+                    self.take_stream(doc.stream, where)
                 elif doc.obj is not None:  # empty documents are allowed, as kubectl does
                     self.take(doc.obj, where, "", "")
         for directory, reason in unreadable:
@@ -172,6 +177,40 @@ class _Reader:
         except BadObject as e:
             self.error(f"{where} ({kind} {_name(obj)})", str(e))
             api_metrics.SKIPPED.labels("Endpoints" if kind == "EndpointSlice" else kind).inc()
+
+    def take_stream(self, doc: JsonObject, where: str) -> None:
+        """A JSON object read member by member: a List's items are converted as they are
+        decoded (never the whole tree at once). As for a document decoded whole, a syntax
+        error anywhere in it means none of it is served: its records go to a reader of their
+        own, merged into this one when the object ended well."""
+        part = _Reader(self.options)
+        try:
+            for i, item in enumerate(doc.items(), 1):
+                part.take(item, f"{where}, item {i}", *_item_defaults(doc.head))
+            if doc.deferred >= 0 and _is_list(doc.head):
+                for i, item in enumerate(items_at(doc.text, doc.deferred), 1):
+                    part.take(item, f"{where}, item {i}", *_item_defaults(doc.head))
+            elif doc.deferred >= 0:  # not a List after all: `items` is one of its fields
+                doc.head["items"] = json.JSONDecoder().raw_decode(doc.text, doc.deferred)[0]
+        except json.JSONDecodeError as e:
+            doc.end = -1
+            self.error(where, json_error(e))
+            return
+        if doc.array and _is_list(doc.head):
+            self.merge(part.out, where)
+        else:
+            self.take(doc.head, where, "", "")
+
+    def merge(self, part: Loaded, where: str) -> None:
+        out = self.out
+        for table in part.records.values():
+            for rec in table.values():
+                self.put(rec, where)
+        out.sliced |= part.sliced
+        out.legacy += part.legacy
+        out.used_namespaces |= part.used_namespaces
+        out.errors += part.errors
+        out.warnings += part.warnings
 
     def convert(self, obj: Mapping[str, Any], kind: str, version: str, where: str) -> None:
         wanted = self.options.kinds
@@ -298,6 +337,17 @@ class _Reader:
 def load(paths: list[str], options: SourceOptions) -> Loaded:
     """Read and convert every file (blocking: run it off the event loop)."""
     return _Reader(options).read(paths)
+
+
+def _is_list(head: Mapping[str, Any]) -> bool:
+    kind = head.get("kind")
+    return isinstance(kind, str) and kind.endswith("List")
+
+
+def _item_defaults(head: Mapping[str, Any]) -> tuple[str, str]:
+    """A List's items' kind and apiVersion defaults, as take() gives them."""
+    kind = str(head.get("kind") or "")
+    return kind[: -len("List")], str(head.get("apiVersion") or "")
 
 
 def _pod_phase(obj: Mapping[str, Any]) -> str:
