@@ -56,6 +56,7 @@ from clusterdns.plugins.kubernetes.records import (
     Endpoints,
     MultiClusterEndpoints,
     Record,
+    reuse,
     to_endpoint_slice,
     to_multicluster_slice,
     to_namespace,
@@ -260,7 +261,8 @@ class ApiSource:
             for obj in page.items():  # one object decoded at a time, converted, dropped
                 rec = self._convert(kind, obj)
                 if rec is not None and self._wanted(kind, rec):
-                    records.append(rec)
+                    # a relist: the held record's objects wherever they are unchanged
+                    records.append(reuse(rec, self.store.get(kind, rec.key)))
                     if first and kind == "Endpoints":
                         observe_programming(obj, self.store)
             meta = page.head.get("metadata") or {}

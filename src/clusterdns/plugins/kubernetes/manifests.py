@@ -78,6 +78,7 @@ from clusterdns.plugins.kubernetes.records import (
     BadObject,
     Endpoints,
     Record,
+    reuse,
     to_endpoint_slice,
     to_endpoints,
     to_multicluster_slice,
@@ -120,8 +121,11 @@ class Loaded:
 
 
 class _Reader:
-    def __init__(self, options: SourceOptions) -> None:
+    def __init__(self, options: SourceOptions, store: Store | None = None) -> None:
         self.options = options
+        #: The store being served, read (never written) from the reading thread: each dict
+        #: lookup is atomic, and only the event loop's `apply` changes it, after the read.
+        self.store = store
         self.namespaces = set(options.namespaces)
         self.selector: Selector | None = None
         if options.label_selector:
@@ -183,7 +187,7 @@ class _Reader:
         decoded (never the whole tree at once). As for a document decoded whole, a syntax
         error anywhere in it means none of it is served: its records go to a reader of their
         own, merged into this one when the object ended well."""
-        part = _Reader(self.options)
+        part = _Reader(self.options, self.store)
         try:
             for i, item in enumerate(doc.items(), 1):
                 part.take(item, f"{where}, item {i}", *_item_defaults(doc.head))
@@ -303,6 +307,8 @@ class _Reader:
 
     def put(self, rec: Record, where: str) -> None:
         kind = type(rec).__name__
+        if self.store is not None:  # a reload: share the unchanged records (records.reuse)
+            rec = reuse(rec, self.store.get(kind, rec.key))
         table = self.out.records[kind]
         if rec.key in table:
             log.warning(
@@ -334,9 +340,10 @@ class _Reader:
         return out
 
 
-def load(paths: list[str], options: SourceOptions) -> Loaded:
-    """Read and convert every file (blocking: run it off the event loop)."""
-    return _Reader(options).read(paths)
+def load(paths: list[str], options: SourceOptions, store: Store | None = None) -> Loaded:
+    """Read and convert every file (blocking: run it off the event loop); records equal to
+    `store`'s are taken from it (records.reuse)."""
+    return _Reader(options, store).read(paths)
 
 
 def _is_list(head: Mapping[str, Any]) -> bool:
@@ -427,7 +434,7 @@ class ManifestSource:
         # Fingerprint before reading: a write racing the read is then seen by the next poll.
         if fingerprint is None:
             fingerprint = await asyncio.to_thread(scan, self.paths)
-        loaded = await asyncio.to_thread(load, self.paths, self.options)
+        loaded = await asyncio.to_thread(load, self.paths, self.options, self.store)
         self.apply(loaded, "loaded" if first else "reloaded")
         self._scan = fingerprint
         del loaded  # the old records and the parsed documents are garbage now

@@ -7,12 +7,13 @@ the serving path never sees one half-updated.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 Obj = Mapping[str, Any]
 
@@ -149,6 +150,32 @@ class MultiClusterEndpoints:
 
 
 Record = Service | Endpoints | Pod | Namespace | ServiceImport | MultiClusterEndpoints
+R = TypeVar("R", bound=Record)
+
+
+def reuse(new: R, old: Record | None) -> R:
+    """`new`, made of `old`'s objects wherever they are equal: `old` itself when nothing but
+    the object changed, else a record sharing old's strings, tuples and unchanged addresses.
+
+    A relist (410 Gone, a manifests reload) converts every object again while the store still
+    holds the old records: without this the process briefly held the cluster twice; with it
+    the fresh copies are garbage as soon as they are compared, and what stays is the same
+    objects as before — a relist that brings back the same cluster costs no memory.
+    """
+    if old is None or type(old) is not type(new):
+        return new
+    if new == old:
+        return old
+    kept: dict[str, Any] = {}
+    for f in dataclasses.fields(new):
+        mine, theirs = getattr(new, f.name), getattr(old, f.name)
+        if mine is not theirs and mine == theirs:
+            kept[f.name] = theirs
+    if "addresses" not in kept and isinstance(new, (Endpoints, MultiClusterEndpoints)):
+        olds = {a.ip: a for a in getattr(old, "addresses", ())}
+        kept["addresses"] = tuple(o if (o := olds.get(a.ip)) == a else a for a in new.addresses)
+    return dataclasses.replace(new, **kept) if kept else new
+
 
 #: Whether EndpointSlice zones are kept: set once a `zonal` plugin is configured, for the rest
 #: of the process (the converters are shared by every source; a reload that drops `zonal`

@@ -119,6 +119,13 @@ class Store:
     def import_endpoints(self, namespace: str, name: str) -> list[MultiClusterEndpoints]:
         return list(self.mc_endpoints_by_service.get((namespace, name), {}).values())
 
+    def get(self, kind: str, key: Key) -> Record | None:
+        """The record of `kind` held for `key` (a Namespace's key is ("", name))."""
+        if kind == "Namespace":
+            return self.namespaces.get(key[1])
+        got = self._table(kind).get(key)
+        return got  # type: ignore[return-value]
+
     def namespace_exists(self, name: str) -> bool:
         return name in self.namespaces
 
