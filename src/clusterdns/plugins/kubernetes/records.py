@@ -52,7 +52,8 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """One endpoint address; `hostname`/`target` feed the endpoint's DNS name."""
+    """One endpoint address; `hostname`/`target` feed the endpoint's DNS name (`target` is
+    only kept for `endpoint_pod_names`: keep_targets)."""
 
     ip: str
     hostname: str
@@ -187,6 +188,16 @@ def keep_zones() -> None:
     _KEEP_ZONES[0] = True
 
 
+#: Whether endpoints keep their targetRef pod name: only `endpoint_pod_names` answers with it,
+#: and a unique name per endpoint is a fifth of an endpoint's bytes. Set as `_KEEP_ZONES` is,
+#: by the plugin's setup, before any source converts an object.
+_KEEP_TARGETS = [False]
+
+
+def keep_targets() -> None:
+    _KEEP_TARGETS[0] = True
+
+
 class BadObject(ValueError):
     """An object that cannot be turned into a record (missing or malformed fields)."""
 
@@ -303,23 +314,27 @@ def to_endpoint_slice(obj: Obj) -> Endpoints:
     service = dict(labels).get(SERVICE_NAME_LABEL, "")
     addrs: list[Address] = []
     zones: list[str] = []
-    keep = _KEEP_ZONES[0]
+    keep, targets = _KEEP_ZONES[0], _KEEP_TARGETS[0]
+    zone = target = ""
     for e in obj.get("endpoints") or []:
-        if not isinstance(e, Mapping):
+        if type(e) is not dict and not isinstance(e, Mapping):
             raise BadObject("endpoints entry is not a map")
-        zone = sys.intern(str(e.get("zone") or "").lower()) if keep else ""
+        if keep:
+            zone = sys.intern(str(e.get("zone") or "").lower())
         cond = e.get("conditions") or {}
         ready = cond.get("ready")
-        ref = e.get("targetRef") or {}
-        target = str(ref.get("name") or "") if ref.get("kind", "Pod") == "Pod" else ""
-        if len(target) > 63:
-            target = ""
+        if targets:
+            ref = e.get("targetRef") or {}
+            target = str(ref.get("name") or "") if ref.get("kind", "Pod") == "Pod" else ""
+            if len(target) > 63:
+                target = ""
         hostname = str(e.get("hostname") or "")
         node = sys.intern(str(e.get("nodeName") or ""))  # a few nodes, named by every endpoint
         is_ready = ready is None or bool(ready)
         for a in e.get("addresses") or []:
             addrs.append(Address(_ip(a, "endpoints.addresses"), hostname, node, target, is_ready))
-            zones.append(zone)
+            if keep:
+                zones.append(zone)
     ports = _ports(obj.get("ports"), "ports")
     kept = tuple(zones) if any(zones) else ()
     return Endpoints(name, ns, service, tuple(addrs), ports, version, kept)
@@ -335,7 +350,7 @@ def to_endpoints(obj: Obj) -> list[Endpoints]:
         addrs: list[Address] = []
         for ready, field in ((True, "addresses"), (False, "notReadyAddresses")):
             for a in sub.get(field) or []:
-                ref = a.get("targetRef") or {}
+                ref = (a.get("targetRef") or {}) if _KEEP_TARGETS[0] else {}
                 target = str(ref.get("name") or "") if ref.get("kind", "Pod") == "Pod" else ""
                 addrs.append(
                     Address(
