@@ -289,3 +289,19 @@ def test_streamed_list_warnings_name_the_item(
         load([f])
     assert any(f"{f}: document 1, item 1: unknown kind Servise" in r.getMessage()
                for r in caplog.records)  # fmt: skip
+
+
+def test_a_service_with_one_slice_is_indexed_without_a_dict() -> None:
+    store = Store()
+    a, b, c = (to_endpoint_slice(slice_obj(f"web-{i}", [f"10.3.0.{i}"])) for i in (1, 2, 3))
+    store.replace("Endpoints", [a])
+    assert store.endpoints_by_service[("demo", "web")] is a
+    store.upsert(b)
+    store.upsert(c)
+    assert store.service_endpoints("demo", "web") == [a, b, c]
+    store.delete("Endpoints", a.key)
+    assert store.service_endpoints("demo", "web") == [b, c]
+    store.delete("Endpoints", c.key)
+    assert store.endpoints_by_service[("demo", "web")] is b
+    store.delete("Endpoints", b.key)
+    assert store.endpoints_by_service == {} and store.service_endpoints("demo", "web") == []

@@ -48,9 +48,8 @@ class Store:
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     # indexes
     services_by_ip: dict[str, list[Service]] = field(default_factory=lambda: defaultdict(list))
-    endpoints_by_service: dict[Key, dict[Key, Endpoints]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
+    #: (namespace, service) -> its one EndpointSlice, or a dict of them by key when several.
+    endpoints_by_service: dict[Key, Endpoints | dict[Key, Endpoints]] = field(default_factory=dict)
     #: IP -> the EndpointSlice holding it (a tuple when several do): see endpoints_at.
     endpoints_by_ip: dict[str, Endpoints | tuple[Endpoints, ...]] = field(default_factory=dict)
     #: IP -> the pod with it (a tuple when several have it): see pods_at.
@@ -114,7 +113,10 @@ class Store:
         return self.services.get((namespace, name))
 
     def service_endpoints(self, namespace: str, name: str) -> list[Endpoints]:
-        return list(self.endpoints_by_service.get((namespace, name), {}).values())
+        got = self.endpoints_by_service.get((namespace, name))
+        if got is None:
+            return []
+        return list(got.values()) if isinstance(got, dict) else [got]
 
     def import_endpoints(self, namespace: str, name: str) -> list[MultiClusterEndpoints]:
         return list(self.mc_endpoints_by_service.get((namespace, name), {}).values())
@@ -168,7 +170,14 @@ class Store:
                 self.services_by_ip[ip].append(rec)
         elif isinstance(rec, Endpoints):
             self.endpoints[rec.key] = rec
-            self.endpoints_by_service[(rec.namespace, rec.service)][rec.key] = rec
+            skey = (rec.namespace, rec.service)
+            got = self.endpoints_by_service.get(skey)
+            if got is None or (not isinstance(got, dict) and got.key == rec.key):
+                self.endpoints_by_service[skey] = rec
+            elif isinstance(got, dict):
+                got[rec.key] = rec
+            else:
+                self.endpoints_by_service[skey] = {got.key: got, rec.key: rec}
             seen = ""
             for a in rec.addresses:
                 if a.ip != seen:  # one entry per slice, even for an IP it lists twice
@@ -195,11 +204,14 @@ class Store:
         elif kind == "Endpoints":
             ep = self.endpoints.pop(key, None)
             if ep is not None:
-                bucket = self.endpoints_by_service.get((ep.namespace, ep.service))
-                if bucket is not None:
+                skey = (ep.namespace, ep.service)
+                bucket = self.endpoints_by_service.get(skey)
+                if isinstance(bucket, dict):
                     bucket.pop(key, None)
-                    if not bucket:
-                        del self.endpoints_by_service[(ep.namespace, ep.service)]
+                    if len(bucket) == 1:
+                        self.endpoints_by_service[skey] = next(iter(bucket.values()))
+                elif bucket is not None and bucket.key == key:
+                    del self.endpoints_by_service[skey]
                 for ip in {a.ip for a in ep.addresses}:
                     _unindex(self.endpoints_by_ip, ip, key)
         elif kind == "Pod":
