@@ -235,7 +235,7 @@ def _meta(obj: Obj) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
         name,
         sys.intern(str(ns)),  # a few namespaces, named by every record
         str(meta.get("resourceVersion") or ""),
-        tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        tuple(sorted((sys.intern(str(k)), str(v)) for k, v in labels.items())),
     )
 
 
@@ -278,7 +278,7 @@ def to_service(obj: Obj) -> Service:
     spec = obj.get("spec") or {}
     if not isinstance(spec, Mapping):
         raise BadObject("spec is not a map")
-    stype = str(spec.get("type") or "ClusterIP")
+    stype = sys.intern(str(spec.get("type") or "ClusterIP"))
     raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
     headless = any(str(ip) == "None" for ip in raw_ips) or (stype != "ExternalName" and not raw_ips)
     ips = () if headless else tuple(_ip(ip, "spec.clusterIPs") for ip in raw_ips if ip)
