@@ -5,7 +5,9 @@ ending .yaml, .yml or .json, in sorted order; names starting with "." are skippe
 makes ConfigMap volume mounts — `..data` and its timestamped twins — read exactly once).
 A YAML file may hold several documents; a JSON file one object or several concatenated.
 `kind: List` and typed lists (`ServiceList`, `kind: PodList`… whose items may omit kind and
-apiVersion, as the API returns them) are unpacked.
+apiVersion, as the API returns them) are unpacked; in JSON their items are decoded and
+converted one at a time (jsonitems.py), so a 20 MB `kubectl get -A -o json` file never exists
+as one parse tree.
 
 Kinds used: Namespace, Service (v1), EndpointSlice (discovery.k8s.io v1/v1beta1), Endpoints
 (legacy v1) and Pod (v1), and with `multicluster` ServiceImport (multicluster.x-k8s.io
