@@ -305,3 +305,11 @@ def test_a_service_with_one_slice_is_indexed_without_a_dict() -> None:
     assert store.endpoints_by_service[("demo", "web")] is b
     store.delete("Endpoints", b.key)
     assert store.endpoints_by_service == {} and store.service_endpoints("demo", "web") == []
+
+
+def test_a_snapshot_without_pod_names_does_not_fit_endpoint_pod_names() -> None:
+    from clusterdns.plugins.kubernetes import snapshot
+
+    base = {"zones": ["cluster.local."], "kinds": ["Endpoints"], "labels": "", "namespaces": []}
+    assert snapshot.mismatch(base, base) == ""
+    assert "pod_names" in snapshot.mismatch(base, {**base, "pod_names": True})

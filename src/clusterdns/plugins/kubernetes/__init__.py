@@ -183,6 +183,8 @@ class Kubernetes(External, Plugin):
             "labels": options.label_selector,
             "namespaces": list(options.namespaces),
             "api": source.host,
+            # endpoints' pod names are only kept with endpoint_pod_names (records.keep_targets)
+            **({"pod_names": True} if s.endpoint_pod_names else {}),
         }
 
     async def _wait_synced(self, source: Source, timeout: float) -> None:

@@ -55,7 +55,9 @@ LEVEL = 1
 MAX_BYTES = 1 << 30
 KINDS = ("Namespace", "Service", "Endpoints", "Pod")
 #: The identity fields, in the order a mismatch is reported.
-IDENTITY_FIELDS = ("zones", "kinds", "labels", "namespaces", "api")
+#: "pod_names" is only written when true (endpoints then keep their pod names, records.py), so
+#: the snapshots of every other configuration stay as they were.
+IDENTITY_FIELDS = ("zones", "kinds", "labels", "namespaces", "api", "pod_names")
 
 
 class SnapshotError(Exception):
