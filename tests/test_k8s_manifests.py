@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import pytest
 
+from clusterdns.plugins.kubernetes import records
 from clusterdns.plugins.kubernetes.manifest_files import _yaml_chunks, changed, scan
 from clusterdns.plugins.kubernetes.manifests import ManifestSource
 from clusterdns.plugins.kubernetes.source import SourceOptions
@@ -220,7 +221,10 @@ ports: [{{name: http, port: 8080}}]
 """
 
 
-def test_legacy_endpoints_converted_like_the_mirror(tmp_path: Path) -> None:
+def test_legacy_endpoints_converted_like_the_mirror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(records, "_KEEP_TARGETS", [True])  # as `endpoint_pod_names` sets it
     f = tmp_path / "ep.yaml"
     f.write_text(svc("old", ip="None") + "---\n" + LEGACY)
     store = load([f])

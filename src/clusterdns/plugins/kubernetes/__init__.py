@@ -183,6 +183,8 @@ class Kubernetes(External, Plugin):
             "labels": options.label_selector,
             "namespaces": list(options.namespaces),
             "api": source.host,
+            # endpoints' pod names are only kept with endpoint_pod_names (records.keep_targets)
+            **({"pod_names": True} if s.endpoint_pod_names else {}),
         }
 
     async def _wait_synced(self, source: Source, timeout: float) -> None:
@@ -236,7 +238,7 @@ class Kubernetes(External, Plugin):
         zone = longest_match(s.zones, req.qname)
         if not zone or s.pod_mode != "verified":
             return None
-        pods = self.backend.store.pods_by_ip.get(req.remote_ip, ())
+        pods = self.backend.store.pods_at(req.remote_ip)
         pod = next((p for p in pods if p.ips[0] == req.remote_ip and not p.deleting), None)
         if pod is None:
             return None

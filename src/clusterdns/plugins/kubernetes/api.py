@@ -56,6 +56,7 @@ from clusterdns.plugins.kubernetes.records import (
     Endpoints,
     MultiClusterEndpoints,
     Record,
+    reuse,
     to_endpoint_slice,
     to_multicluster_slice,
     to_namespace,
@@ -253,17 +254,18 @@ class ApiSource:
         params = self._selectors(kind)
         cont = ""
         while True:
-            page = await self._requester.list_page(
+            page = await self._requester.list_items(
                 kind, s.namespace, **params, **({"_continue": cont} if cont else {})
             )
             self._contact()
-            for obj in page.get("items") or []:
+            for obj in page.items():  # one object decoded at a time, converted, dropped
                 rec = self._convert(kind, obj)
                 if rec is not None and self._wanted(kind, rec):
-                    records.append(rec)
+                    # a relist: the held record's objects wherever they are unchanged
+                    records.append(reuse(rec, self.store.get(kind, rec.key)))
                     if first and kind == "Endpoints":
                         observe_programming(obj, self.store)
-            meta = page.get("metadata") or {}
+            meta = page.head.get("metadata") or {}
             cont = meta.get("continue") or ""
             if not cont:
                 s.rv = str(meta.get("resourceVersion") or "")

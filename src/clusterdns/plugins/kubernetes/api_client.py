@@ -11,7 +11,8 @@ Every request is counted in CoreDNS's rest_client metrics. `apiserver_qps`/`apis
 make a token bucket that every request (list page or watch) waits for; `apiserver_max_inflight`
 bounds concurrent list requests (watches stay open for minutes, so they are not counted).
 
-A list decodes up to 500 objects a page into short-lived dicts; glibc keeps the heap they
+A list page is read object by object (ListPage), each converted and dropped before the next is
+decoded. What it frees goes to the heap; glibc keeps the heap they
 freed (~2 MiB after a 1k-service/10k-endpoint sync, ~4 MiB at 10k/100k), so a second after a
 list ends the heap's free pages go back to the OS with malloc_trim (a no-op without glibc).
 """
@@ -22,7 +23,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,6 +37,7 @@ from clusterdns.plugins.kubernetes.api_metrics import (
     REQUEST_DURATION,
     REQUESTS,
 )
+from clusterdns.plugins.kubernetes.jsonitems import JsonObject
 from clusterdns.plugins.kubernetes.k8s_client import (
     ApiClient,
     CoreV1Api,
@@ -110,6 +112,31 @@ class TokenBucket:
                 self.tokens -= 1
                 return
             await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class ListPage:
+    """A list response read member by member (jsonitems.py): `items()` yields each object as
+    it is decoded, so a 500-slice page never exists as one tree of dicts; `head` has the other
+    members (metadata: continue, resourceVersion) once the items are read."""
+
+    def __init__(self, text: str, done: Callable[[], None]) -> None:
+        self._doc = JsonObject(text)
+        self._done = done
+
+    @property
+    def head(self) -> dict[str, Any]:
+        return self._doc.head
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        try:
+            for item in self._doc.items():
+                if isinstance(item, dict):
+                    yield item
+        except ValueError as e:
+            raise ApiError(200, f"undecodable list response: {e}") from None
+        self._doc.text = ""  # the page's text is not needed any more
+        if not (self.head.get("metadata") or {}).get("continue"):
+            self._done()
 
 
 class Backoff:
@@ -218,14 +245,21 @@ class Requester:
         return resp
 
     async def list_page(self, kind: str, namespace: str, **params: Any) -> dict[str, Any]:
-        """One page of a list, decoded; raises ApiError/Gone/Unreachable."""
+        """One page of a list, decoded whole; raises ApiError/Gone/Unreachable."""
+        page = await self.list_items(kind, namespace, **params)
+        items = list(page.items())
+        return {**page.head, "items": items}
+
+    async def list_items(self, kind: str, namespace: str, **params: Any) -> ListPage:
+        """One page of a list, its objects decoded one at a time as `items()` yields them;
+        raises ApiError/Gone/Unreachable (ApiError from `items()` for undecodable JSON)."""
         await self._throttle()
         if self.inflight is not None:
             async with self.inflight:
                 return await self._list_page(kind, namespace, **params)
         return await self._list_page(kind, namespace, **params)
 
-    async def _list_page(self, kind: str, namespace: str, **params: Any) -> dict[str, Any]:
+    async def _list_page(self, kind: str, namespace: str, **params: Any) -> ListPage:
         t0 = time.monotonic()
         resp = await self._send(
             kind, namespace, _request_timeout=LIST_TIMEOUT, limit=PAGE_SIZE, **params
@@ -240,12 +274,11 @@ class Requester:
         if resp.status != 200:
             raise api_error(resp.status, body)
         try:
-            page: dict[str, Any] = json.loads(body)
-        except ValueError as e:
+            text = body.decode()
+        except UnicodeDecodeError as e:
             raise ApiError(resp.status, f"undecodable list response: {e}") from None
-        if isinstance(page, dict) and not (page.get("metadata") or {}).get("continue"):
-            self._list_done()
-        return page
+        del body
+        return ListPage(text, self._list_done)
 
     async def probe(self) -> bool:
         """One cheap request, the core API's resource list (`GET /api/v1`, which every

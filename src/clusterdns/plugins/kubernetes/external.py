@@ -114,7 +114,7 @@ class External:
         store = b.store
         found: list[tuple[Service, Endpoints | None]] = []
         for lip in b.local_ips:
-            for local_ep, _ in store.endpoints_by_ip.get(lip, ()):
+            for local_ep, _ in store.endpoints_at(lip):
                 svc = store.service(local_ep.namespace, local_ep.service)
                 if svc is not None:
                     found.append((svc, local_ep))

@@ -324,7 +324,7 @@ class Backend:
         # verified: a pod of that namespace whose (primary) IP is this one, as CoreDNS's index.
         items = [
             item
-            for pod in self.store.pods_by_ip.get(ip, ())
+            for pod in self.store.pods_at(ip)
             if pod.ips and pod.ips[0] == ip and pod.namespace == r.namespace and not pod.deleting
         ]
         return items, not items
@@ -449,7 +449,7 @@ class Backend:
                 continue
             return [Item(host=f"{svc.name}.{svc.namespace}.svc.{primary}", ttl=ttl)]
         items: list[Item] = []
-        for ep, addr in store.endpoints_by_ip.get(ip, ()):
+        for ep, addr in store.endpoints_at(ip):
             if only and not self.namespace_exposed(ep.namespace):
                 continue
             if not ep.service or not self._ready(addr, store.service(ep.namespace, ep.service)):
@@ -473,7 +473,7 @@ class Backend:
         out: list[tuple[str, str]] = []
         found = False
         for lip in self.local_ips:
-            for ep, addr in store.endpoints_by_ip.get(lip, ()):
+            for ep, addr in store.endpoints_at(lip):
                 svc = store.service(ep.namespace, ep.service)
                 if not self._ready(addr, svc):
                     continue

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from clusterdns.plugins.kubernetes.jsonitems import JsonObject
+
 #: Files modified this recently are hashed too (timestamps can be coarser than two writes).
 RACY_WINDOW_NS = 2_000_000_000
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -121,6 +123,9 @@ class Doc:
     number: int  # 1-based, in file order
     obj: Any = None
     error: str = ""
+    #: A JSON object read member by member (a List's items one at a time, jsonitems.py): the
+    #: reader drives it; `obj` is then None. An error in it ends the file (as in `obj`'s).
+    stream: JsonObject | None = None
 
 
 def read_documents(path: str) -> Iterator[Doc]:
@@ -147,12 +152,31 @@ def _json_documents(path: str, text: str) -> Iterator[Doc]:
         if pos >= len(text):
             return
         number += 1
+        if text[pos] == "{":
+            stream = JsonObject(text, pos, _list_head)
+            yield Doc(path, number, stream=stream)
+            if stream.end < 0:
+                return  # a syntax error (the reader said so): the stream cannot resynchronise
+            pos = stream.end
+            continue
         try:
             obj, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            yield Doc(path, number, error=f"JSON syntax error at line {e.lineno}: {e.msg}")
+            yield Doc(path, number, error=json_error(e))
             return  # a JSON stream cannot be resynchronised
         yield Doc(path, number, obj)
+
+
+def json_error(e: json.JSONDecodeError) -> str:
+    return f"JSON syntax error at line {e.lineno}: {e.msg}"
+
+
+def _list_head(head: dict[str, Any]) -> bool:
+    """Whether a List's items can be handed out as they are read: its kind and apiVersion (the
+    items' defaults) are known by then. kubectl writes `items` before `kind`: such an array is
+    read again once the head is complete (jsonitems.py)."""
+    kind = head.get("kind")
+    return isinstance(kind, str) and kind.endswith("List") and "apiVersion" in head
 
 
 def _yaml_chunks(text: str) -> Iterator[tuple[int, str]]:

@@ -5,7 +5,9 @@ ending .yaml, .yml or .json, in sorted order; names starting with "." are skippe
 makes ConfigMap volume mounts — `..data` and its timestamped twins — read exactly once).
 A YAML file may hold several documents; a JSON file one object or several concatenated.
 `kind: List` and typed lists (`ServiceList`, `kind: PodList`… whose items may omit kind and
-apiVersion, as the API returns them) are unpacked.
+apiVersion, as the API returns them) are unpacked; in JSON their items are decoded and
+converted one at a time (jsonitems.py), so a 20 MB `kubectl get -A -o json` file never exists
+as one parse tree.
 
 Kinds used: Namespace, Service (v1), EndpointSlice (discovery.k8s.io v1/v1beta1), Endpoints
 (legacy v1) and Pod (v1), and with `multicluster` ServiceImport (multicluster.x-k8s.io
@@ -53,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -61,9 +64,11 @@ from typing import Any
 
 from clusterdns import heap
 from clusterdns.plugins.kubernetes import api_metrics
+from clusterdns.plugins.kubernetes.jsonitems import JsonObject, items_at
 from clusterdns.plugins.kubernetes.manifest_files import (
     Scan,
     changed,
+    json_error,
     list_files,
     read_documents,
     scan,
@@ -75,6 +80,7 @@ from clusterdns.plugins.kubernetes.records import (
     BadObject,
     Endpoints,
     Record,
+    reuse,
     to_endpoint_slice,
     to_endpoints,
     to_multicluster_slice,
@@ -117,8 +123,11 @@ class Loaded:
 
 
 class _Reader:
-    def __init__(self, options: SourceOptions) -> None:
+    def __init__(self, options: SourceOptions, store: Store | None = None) -> None:
         self.options = options
+        #: The store being served, read (never written) from the reading thread: each dict
+        #: lookup is atomic, and only the event loop's `apply` changes it, after the read.
+        self.store = store
         self.namespaces = set(options.namespaces)
         self.selector: Selector | None = None
         if options.label_selector:
@@ -143,6 +152,8 @@ class _Reader:
                 where = f"{path}: document {doc.number}" if doc.number else path
                 if doc.error:
                     self.error(where, doc.error)
+                elif doc.stream is not None:
+                    self.take_stream(doc.stream, where)
                 elif doc.obj is not None:  # empty documents are allowed, as kubectl does
                     self.take(doc.obj, where, "", "")
         for directory, reason in unreadable:
@@ -172,6 +183,40 @@ class _Reader:
         except BadObject as e:
             self.error(f"{where} ({kind} {_name(obj)})", str(e))
             api_metrics.SKIPPED.labels("Endpoints" if kind == "EndpointSlice" else kind).inc()
+
+    def take_stream(self, doc: JsonObject, where: str) -> None:
+        """A JSON object read member by member: a List's items are converted as they are
+        decoded (never the whole tree at once). As for a document decoded whole, a syntax
+        error anywhere in it means none of it is served: its records go to a reader of their
+        own, merged into this one when the object ended well."""
+        part = _Reader(self.options, self.store)
+        try:
+            for i, item in enumerate(doc.items(), 1):
+                part.take(item, f"{where}, item {i}", *_item_defaults(doc.head))
+            if doc.deferred >= 0 and _is_list(doc.head):
+                for i, item in enumerate(items_at(doc.text, doc.deferred), 1):
+                    part.take(item, f"{where}, item {i}", *_item_defaults(doc.head))
+            elif doc.deferred >= 0:  # not a List after all: `items` is one of its fields
+                doc.head["items"] = json.JSONDecoder().raw_decode(doc.text, doc.deferred)[0]
+        except json.JSONDecodeError as e:
+            doc.end = -1
+            self.error(where, json_error(e))
+            return
+        if doc.array and _is_list(doc.head):
+            self.merge(part.out, where)
+        else:
+            self.take(doc.head, where, "", "")
+
+    def merge(self, part: Loaded, where: str) -> None:
+        out = self.out
+        for table in part.records.values():
+            for rec in table.values():
+                self.put(rec, where)
+        out.sliced |= part.sliced
+        out.legacy += part.legacy
+        out.used_namespaces |= part.used_namespaces
+        out.errors += part.errors
+        out.warnings += part.warnings
 
     def convert(self, obj: Mapping[str, Any], kind: str, version: str, where: str) -> None:
         wanted = self.options.kinds
@@ -264,6 +309,8 @@ class _Reader:
 
     def put(self, rec: Record, where: str) -> None:
         kind = type(rec).__name__
+        if self.store is not None:  # a reload: share the unchanged records (records.reuse)
+            rec = reuse(rec, self.store.get(kind, rec.key))
         table = self.out.records[kind]
         if rec.key in table:
             log.warning(
@@ -295,9 +342,21 @@ class _Reader:
         return out
 
 
-def load(paths: list[str], options: SourceOptions) -> Loaded:
-    """Read and convert every file (blocking: run it off the event loop)."""
-    return _Reader(options).read(paths)
+def load(paths: list[str], options: SourceOptions, store: Store | None = None) -> Loaded:
+    """Read and convert every file (blocking: run it off the event loop); records equal to
+    `store`'s are taken from it (records.reuse)."""
+    return _Reader(options, store).read(paths)
+
+
+def _is_list(head: Mapping[str, Any]) -> bool:
+    kind = head.get("kind")
+    return isinstance(kind, str) and kind.endswith("List")
+
+
+def _item_defaults(head: Mapping[str, Any]) -> tuple[str, str]:
+    """A List's items' kind and apiVersion defaults, as take() gives them."""
+    kind = str(head.get("kind") or "")
+    return kind[: -len("List")], str(head.get("apiVersion") or "")
 
 
 def _pod_phase(obj: Mapping[str, Any]) -> str:
@@ -377,7 +436,7 @@ class ManifestSource:
         # Fingerprint before reading: a write racing the read is then seen by the next poll.
         if fingerprint is None:
             fingerprint = await asyncio.to_thread(scan, self.paths)
-        loaded = await asyncio.to_thread(load, self.paths, self.options)
+        loaded = await asyncio.to_thread(load, self.paths, self.options, self.store)
         self.apply(loaded, "loaded" if first else "reloaded")
         self._scan = fingerprint
         del loaded  # the old records and the parsed documents are garbage now

@@ -25,7 +25,7 @@ def _const(v: str) -> Func:
 def published(settings: Settings, backend: Backend, req: Request) -> dict[str, Func]:
     md: dict[str, Func] = {}
     if settings.pod_mode == "verified":
-        pods = backend.store.pods_by_ip.get(req.remote_ip, ())
+        pods = backend.store.pods_at(req.remote_ip)
         if pods:
             md["kubernetes/client-namespace"] = _const(pods[0].namespace)
             md["kubernetes/client-pod-name"] = _const(pods[0].name)

@@ -7,11 +7,13 @@ the serving path never sees one half-updated.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 Obj = Mapping[str, Any]
 
@@ -50,7 +52,8 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """One endpoint address; `hostname`/`target` feed the endpoint's DNS name."""
+    """One endpoint address; `hostname`/`target` feed the endpoint's DNS name (`target` is
+    only kept for `endpoint_pod_names`: keep_targets)."""
 
     ip: str
     hostname: str
@@ -148,6 +151,32 @@ class MultiClusterEndpoints:
 
 
 Record = Service | Endpoints | Pod | Namespace | ServiceImport | MultiClusterEndpoints
+R = TypeVar("R", bound=Record)
+
+
+def reuse(new: R, old: Record | None) -> R:
+    """`new`, made of `old`'s objects wherever they are equal: `old` itself when nothing but
+    the object changed, else a record sharing old's strings, tuples and unchanged addresses.
+
+    A relist (410 Gone, a manifests reload) converts every object again while the store still
+    holds the old records: without this the process briefly held the cluster twice; with it
+    the fresh copies are garbage as soon as they are compared, and what stays is the same
+    objects as before — a relist that brings back the same cluster costs no memory.
+    """
+    if old is None or type(old) is not type(new):
+        return new
+    if new == old:
+        return old
+    kept: dict[str, Any] = {}
+    for f in dataclasses.fields(new):
+        mine, theirs = getattr(new, f.name), getattr(old, f.name)
+        if mine is not theirs and mine == theirs:
+            kept[f.name] = theirs
+    if "addresses" not in kept and isinstance(new, (Endpoints, MultiClusterEndpoints)):
+        olds = {a.ip: a for a in getattr(old, "addresses", ())}
+        kept["addresses"] = tuple(o if (o := olds.get(a.ip)) == a else a for a in new.addresses)
+    return dataclasses.replace(new, **kept) if kept else new
+
 
 #: Whether EndpointSlice zones are kept: set once a `zonal` plugin is configured, for the rest
 #: of the process (the converters are shared by every source; a reload that drops `zonal`
@@ -159,8 +188,36 @@ def keep_zones() -> None:
     _KEEP_ZONES[0] = True
 
 
+#: Whether endpoints keep their targetRef pod name: only `endpoint_pod_names` answers with it,
+#: and a unique name per endpoint is a fifth of an endpoint's bytes. Set as `_KEEP_ZONES` is,
+#: by the plugin's setup, before any source converts an object.
+_KEEP_TARGETS = [False]
+
+
+def keep_targets() -> None:
+    _KEEP_TARGETS[0] = True
+
+
 class BadObject(ValueError):
     """An object that cannot be turned into a record (missing or malformed fields)."""
+
+
+#: Port tuples already built, so the services and slices that expose the same ports (most of a
+#: cluster: http/80, dns/53…) share one tuple of Port records instead of holding copies.
+_PORT_TUPLES: dict[tuple[tuple[str, str, int], ...], tuple[Port, ...]] = {}
+#: Distinct port lists kept at most (past that the table starts over: sharing is only a saving).
+PORT_TUPLES_MAX = 4096
+
+
+def shared_ports(ports: tuple[Port, ...]) -> tuple[Port, ...]:
+    """The one tuple equal to `ports` (records.py's memory note: tuples shared, not copied)."""
+    key = tuple((p.name, p.protocol, p.port) for p in ports)
+    got = _PORT_TUPLES.get(key)
+    if got is None:
+        if len(_PORT_TUPLES) >= PORT_TUPLES_MAX:
+            _PORT_TUPLES.clear()
+        got = _PORT_TUPLES[key] = ports
+    return got
 
 
 def _meta(obj: Obj) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
@@ -176,9 +233,9 @@ def _meta(obj: Obj) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
         raise BadObject("metadata.labels is not a map")
     return (
         name,
-        str(ns),
+        sys.intern(str(ns)),  # a few namespaces, named by every record
         str(meta.get("resourceVersion") or ""),
-        tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        tuple(sorted((sys.intern(str(k)), str(v)) for k, v in labels.items())),
     )
 
 
@@ -197,10 +254,19 @@ def _ports(raw: Any, where: str) -> tuple[Port, ...]:
         if not isinstance(port, int):
             raise BadObject(f"{where}.port is not a number")
         out.append(Port(str(p.get("name") or ""), str(p.get("protocol") or "TCP"), port))
-    return tuple(out)
+    return shared_ports(tuple(out))
 
 
 def _ip(text: Any, where: str) -> str:
+    """The address in canonical text form. An IPv4 address inet_pton accepts is canonical
+    already (glibc and musl refuse leading zeros and short forms), so it is kept as given:
+    ipaddress, the general path, costs ten times more per address."""
+    if type(text) is str:
+        try:
+            socket.inet_pton(socket.AF_INET, text)
+            return text
+        except (OSError, ValueError):
+            pass
     try:
         return str(ipaddress.ip_address(str(text)))
     except ValueError:
@@ -212,7 +278,7 @@ def to_service(obj: Obj) -> Service:
     spec = obj.get("spec") or {}
     if not isinstance(spec, Mapping):
         raise BadObject("spec is not a map")
-    stype = str(spec.get("type") or "ClusterIP")
+    stype = sys.intern(str(spec.get("type") or "ClusterIP"))
     raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
     headless = any(str(ip) == "None" for ip in raw_ips) or (stype != "ExternalName" and not raw_ips)
     ips = () if headless else tuple(_ip(ip, "spec.clusterIPs") for ip in raw_ips if ip)
@@ -248,28 +314,27 @@ def to_endpoint_slice(obj: Obj) -> Endpoints:
     service = dict(labels).get(SERVICE_NAME_LABEL, "")
     addrs: list[Address] = []
     zones: list[str] = []
-    keep = _KEEP_ZONES[0]
+    keep, targets = _KEEP_ZONES[0], _KEEP_TARGETS[0]
+    zone = target = ""
     for e in obj.get("endpoints") or []:
-        if not isinstance(e, Mapping):
+        if type(e) is not dict and not isinstance(e, Mapping):
             raise BadObject("endpoints entry is not a map")
-        zone = sys.intern(str(e.get("zone") or "").lower()) if keep else ""
+        if keep:
+            zone = sys.intern(str(e.get("zone") or "").lower())
         cond = e.get("conditions") or {}
         ready = cond.get("ready")
-        ref = e.get("targetRef") or {}
-        target = str(ref.get("name") or "") if ref.get("kind", "Pod") == "Pod" else ""
-        if len(target) > 63:
-            target = ""
+        if targets:
+            ref = e.get("targetRef") or {}
+            target = str(ref.get("name") or "") if ref.get("kind", "Pod") == "Pod" else ""
+            if len(target) > 63:
+                target = ""
+        hostname = str(e.get("hostname") or "")
+        node = sys.intern(str(e.get("nodeName") or ""))  # a few nodes, named by every endpoint
+        is_ready = ready is None or bool(ready)
         for a in e.get("addresses") or []:
-            addrs.append(
-                Address(
-                    ip=_ip(a, "endpoints.addresses"),
-                    hostname=str(e.get("hostname") or ""),
-                    node_name=str(e.get("nodeName") or ""),
-                    target=target,
-                    ready=ready is None or bool(ready),
-                )
-            )
-            zones.append(zone)
+            addrs.append(Address(_ip(a, "endpoints.addresses"), hostname, node, target, is_ready))
+            if keep:
+                zones.append(zone)
     ports = _ports(obj.get("ports"), "ports")
     kept = tuple(zones) if any(zones) else ()
     return Endpoints(name, ns, service, tuple(addrs), ports, version, kept)
@@ -285,13 +350,13 @@ def to_endpoints(obj: Obj) -> list[Endpoints]:
         addrs: list[Address] = []
         for ready, field in ((True, "addresses"), (False, "notReadyAddresses")):
             for a in sub.get(field) or []:
-                ref = a.get("targetRef") or {}
+                ref = (a.get("targetRef") or {}) if _KEEP_TARGETS[0] else {}
                 target = str(ref.get("name") or "") if ref.get("kind", "Pod") == "Pod" else ""
                 addrs.append(
                     Address(
                         ip=_ip(a.get("ip"), f"subsets.{field}.ip"),
                         hostname=str(a.get("hostname") or ""),
-                        node_name=str(a.get("nodeName") or ""),
+                        node_name=sys.intern(str(a.get("nodeName") or "")),
                         target=target if len(target) <= 63 else "",
                         ready=ready,
                     )
@@ -344,7 +409,7 @@ def to_service_import(obj: Obj) -> ServiceImport:
         namespace=ns,
         headless=spec.get("type") == "Headless",
         ips=tuple(_ip(ip, "spec.ips") for ip in ips if ip),
-        ports=tuple(ports),
+        ports=shared_ports(tuple(ports)),
         version=version,
     )
 

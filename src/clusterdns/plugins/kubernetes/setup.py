@@ -22,7 +22,7 @@ from clusterdns.corefile.keys import zones_from_args
 from clusterdns.durations import parse_go_duration
 from clusterdns.fallthrough import Fallthrough
 from clusterdns.plugin import SetupContext, unknown_option
-from clusterdns.plugins.kubernetes.records import keep_zones
+from clusterdns.plugins.kubernetes.records import keep_targets, keep_zones
 from clusterdns.plugins.kubernetes.selector import Selector, parse_selector
 from clusterdns.plugins.kubernetes.snapshot_config import SnapshotSettings, parse_snapshot
 from clusterdns.plugins.kubernetes.source import ApiSettings
@@ -267,6 +267,8 @@ def parse(directives: list[Directive], ctx: SetupContext) -> Settings:
         raise _err(last, "zonal requires the endpoint cache; remove noendpoints")
     if s.zonal:
         keep_zones()  # EndpointSlice zones are only kept from now on (records.py)
+    if s.endpoint_pod_names:
+        keep_targets()  # endpoints' pod names too (records.py)
     if s.namespaces and s.namespace_labels is not None:
         last = max(seen["namespaces"], seen["namespace_labels"], key=lambda o: o.line)
         raise _err(last, "namespaces and namespace_labels cannot both be set")

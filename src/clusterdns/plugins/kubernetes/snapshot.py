@@ -26,6 +26,7 @@ import json
 import os
 import stat
 import struct
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from clusterdns.plugins.kubernetes.records import (
     Port,
     Record,
     Service,
+    shared_ports,
 )
 
 MAGIC = b"CDNSSNAP"
@@ -53,7 +55,9 @@ LEVEL = 1
 MAX_BYTES = 1 << 30
 KINDS = ("Namespace", "Service", "Endpoints", "Pod")
 #: The identity fields, in the order a mismatch is reported.
-IDENTITY_FIELDS = ("zones", "kinds", "labels", "namespaces", "api")
+#: "pod_names" is only written when true (endpoints then keep their pod names, records.py), so
+#: the snapshots of every other configuration stay as they were.
+IDENTITY_FIELDS = ("zones", "kinds", "labels", "namespaces", "api", "pod_names")
 
 
 class SnapshotError(Exception):
@@ -115,21 +119,21 @@ def _records(kind: str, rows: list[list[Any]]) -> list[Record]:
             if p is None:
                 p = cache[key] = Port(*key)
             out.append(p)
-        return tuple(out)
+        return shared_ports(tuple(out))
 
     out: list[Record] = []
     if kind == "Service":
         for name, ns, typ, ips, headless, ext, pts, pnr, labels, ver in rows:
-            out.append(Service(name, ns, typ, tuple(ips), bool(headless), ext, ports(pts),
-                               bool(pnr), _pairs(labels), ver))  # fmt: skip
+            out.append(Service(name, sys.intern(ns), typ, tuple(ips), bool(headless), ext,
+                               ports(pts), bool(pnr), _pairs(labels), ver))  # fmt: skip
     elif kind == "Endpoints":
         for name, ns, svc, addrs, pts, ver in rows:
-            ads = tuple(Address(ip, host, node, target, bool(ready))
+            ads = tuple(Address(ip, host, sys.intern(node), target, bool(ready))
                         for ip, host, node, target, ready in addrs)  # fmt: skip
-            out.append(Endpoints(name, ns, svc, ads, ports(pts), ver))
+            out.append(Endpoints(name, sys.intern(ns), svc, ads, ports(pts), ver))
     elif kind == "Pod":
         for name, ns, ips, deleting, ver in rows:
-            out.append(Pod(name, ns, tuple(ips), bool(deleting), ver))
+            out.append(Pod(name, sys.intern(ns), tuple(ips), bool(deleting), ver))
     elif kind == "Namespace":
         for name, labels, ver in rows:
             out.append(Namespace(name, _pairs(labels), ver))

@@ -1,7 +1,11 @@
 """The plugin's view of the cluster: records plus the indexes queries need.
 
 Sources (API watch, manifest files) write through `upsert`, `delete` and `replace`; the handler
-reads. Everything runs on the event loop, and each write is one synchronous call, so a query
+reads. The by-IP indexes of endpoints and pods hold the record itself (a tuple of records only
+for an IP several share): one dict slot per address, not a list and a pair as well, which was
+a third of an endpoint's bytes (docs/performance.md, "Where the memory goes").
+
+Everything runs on the event loop, and each write is one synchronous call, so a query
 never sees a half-applied change — `replace` (a relist) swaps a whole kind at once.
 """
 
@@ -25,6 +29,7 @@ from clusterdns.plugins.kubernetes.records import (
 )
 
 T = TypeVar("T")
+R = TypeVar("R", Endpoints, Pod)
 KINDS = ("Service", "Endpoints", "Pod", "Namespace", "ServiceImport", "MultiClusterEndpoints")
 #: The kinds of the `multicluster` option (fetched only when it is on).
 MC_KINDS = frozenset({"ServiceImport", "MultiClusterEndpoints"})
@@ -43,13 +48,12 @@ class Store:
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     # indexes
     services_by_ip: dict[str, list[Service]] = field(default_factory=lambda: defaultdict(list))
-    endpoints_by_service: dict[Key, dict[Key, Endpoints]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
-    endpoints_by_ip: dict[str, list[tuple[Endpoints, Address]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
-    pods_by_ip: dict[str, list[Pod]] = field(default_factory=lambda: defaultdict(list))
+    #: (namespace, service) -> its one EndpointSlice, or a dict of them by key when several.
+    endpoints_by_service: dict[Key, Endpoints | dict[Key, Endpoints]] = field(default_factory=dict)
+    #: IP -> the EndpointSlice holding it (a tuple when several do): see endpoints_at.
+    endpoints_by_ip: dict[str, Endpoints | tuple[Endpoints, ...]] = field(default_factory=dict)
+    #: IP -> the pod with it (a tuple when several have it): see pods_at.
+    pods_by_ip: dict[str, Pod | tuple[Pod, ...]] = field(default_factory=dict)
     #: `multicluster`: ServiceImports, and the multicluster EndpointSlices by import.
     imports: dict[Key, ServiceImport] = field(default_factory=dict)
     mc_endpoints: dict[Key, MultiClusterEndpoints] = field(default_factory=dict)
@@ -109,13 +113,38 @@ class Store:
         return self.services.get((namespace, name))
 
     def service_endpoints(self, namespace: str, name: str) -> list[Endpoints]:
-        return list(self.endpoints_by_service.get((namespace, name), {}).values())
+        got = self.endpoints_by_service.get((namespace, name))
+        if got is None:
+            return []
+        return list(got.values()) if isinstance(got, dict) else [got]
 
     def import_endpoints(self, namespace: str, name: str) -> list[MultiClusterEndpoints]:
         return list(self.mc_endpoints_by_service.get((namespace, name), {}).values())
 
+    def get(self, kind: str, key: Key) -> Record | None:
+        """The record of `kind` held for `key` (a Namespace's key is ("", name))."""
+        if kind == "Namespace":
+            return self.namespaces.get(key[1])
+        got = self._table(kind).get(key)
+        return got  # type: ignore[return-value]
+
     def namespace_exists(self, name: str) -> bool:
         return name in self.namespaces
+
+    def endpoints_at(self, ip: str) -> list[tuple[Endpoints, Address]]:
+        """Every (slice, address) with this IP, in the order the slices were added."""
+        got = self.endpoints_by_ip.get(ip)
+        if got is None:
+            return []
+        eps = got if isinstance(got, tuple) else (got,)
+        return [(ep, a) for ep in eps for a in ep.addresses if a.ip == ip]
+
+    def pods_at(self, ip: str) -> tuple[Pod, ...]:
+        """The pods with this IP (any of theirs), in the order they were added."""
+        got = self.pods_by_ip.get(ip)
+        if got is None:
+            return ()
+        return got if isinstance(got, tuple) else (got,)
 
     # ---- internals -------------------------------------------------------------------------
 
@@ -141,13 +170,23 @@ class Store:
                 self.services_by_ip[ip].append(rec)
         elif isinstance(rec, Endpoints):
             self.endpoints[rec.key] = rec
-            self.endpoints_by_service[(rec.namespace, rec.service)][rec.key] = rec
+            skey = (rec.namespace, rec.service)
+            got = self.endpoints_by_service.get(skey)
+            if got is None or (not isinstance(got, dict) and got.key == rec.key):
+                self.endpoints_by_service[skey] = rec
+            elif isinstance(got, dict):
+                got[rec.key] = rec
+            else:
+                self.endpoints_by_service[skey] = {got.key: got, rec.key: rec}
+            seen = ""
             for a in rec.addresses:
-                self.endpoints_by_ip[a.ip].append((rec, a))
+                if a.ip != seen:  # one entry per slice, even for an IP it lists twice
+                    _index(self.endpoints_by_ip, a.ip, rec)
+                    seen = a.ip
         elif isinstance(rec, Pod):
             self.pods[rec.key] = rec
-            for ip in rec.ips:
-                self.pods_by_ip[ip].append(rec)
+            for ip in dict.fromkeys(rec.ips):
+                _index(self.pods_by_ip, ip, rec)
         elif isinstance(rec, ServiceImport):
             self.imports[rec.key] = rec
         elif isinstance(rec, MultiClusterEndpoints):
@@ -165,18 +204,21 @@ class Store:
         elif kind == "Endpoints":
             ep = self.endpoints.pop(key, None)
             if ep is not None:
-                bucket = self.endpoints_by_service.get((ep.namespace, ep.service))
-                if bucket is not None:
+                skey = (ep.namespace, ep.service)
+                bucket = self.endpoints_by_service.get(skey)
+                if isinstance(bucket, dict):
                     bucket.pop(key, None)
-                    if not bucket:
-                        del self.endpoints_by_service[(ep.namespace, ep.service)]
-                for a in ep.addresses:
-                    _drop(self.endpoints_by_ip, a.ip, lambda t: t[0].key == key)
+                    if len(bucket) == 1:
+                        self.endpoints_by_service[skey] = next(iter(bucket.values()))
+                elif bucket is not None and bucket.key == key:
+                    del self.endpoints_by_service[skey]
+                for ip in {a.ip for a in ep.addresses}:
+                    _unindex(self.endpoints_by_ip, ip, key)
         elif kind == "Pod":
             pod = self.pods.pop(key, None)
             if pod is not None:
-                for ip in pod.ips:
-                    _drop(self.pods_by_ip, ip, lambda p: p.key == key)
+                for ip in set(pod.ips):
+                    _unindex(self.pods_by_ip, ip, key)
         elif kind == "Namespace":
             self.namespaces.pop(key[1], None)
         elif kind == "ServiceImport":
@@ -202,3 +244,28 @@ def _drop(index: dict[str, list[T]], ip: str, match: Callable[[T], bool]) -> Non
         index[ip] = keep
     else:
         del index[ip]
+
+
+def _index(index: dict[str, R | tuple[R, ...]], ip: str, rec: R) -> None:
+    got: R | tuple[R, ...] | None = index.get(ip)
+    if got is None:
+        index[ip] = rec
+    elif isinstance(got, tuple):
+        index[ip] = got + (rec,)  # noqa: RUF005 (mypy cannot star a constrained TypeVar's tuple)
+    else:
+        index[ip] = (got, rec)
+
+
+def _unindex(index: dict[str, R | tuple[R, ...]], ip: str, key: Key) -> None:
+    got: R | tuple[R, ...] | None = index.get(ip)
+    if got is None:
+        return
+    if not isinstance(got, tuple):
+        if got.key == key:
+            del index[ip]
+        return
+    keep = tuple(r for r in got if r.key != key)
+    if not keep:
+        del index[ip]
+    else:
+        index[ip] = keep[0] if len(keep) == 1 else keep
