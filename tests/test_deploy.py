@@ -124,7 +124,8 @@ def test_deployment_as_the_issue_asks(default: dict[str, Obj]) -> None:
     assert pod["priorityClassName"] == "system-cluster-critical"
     (c,) = pod["containers"]
     assert c["image"] == "clusterdns/clusterdns:0.1.0"
-    assert c["args"] == ["-conf", "/etc/coredns/Corefile"]
+    # One worker process (the default deployment's cached-name rate, docs/performance.md).
+    assert c["args"] == ["-conf", "/etc/coredns/Corefile", "-workers", "1"]
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": 8080, "scheme": "HTTP"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8181, "scheme": "HTTP"}
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "70Mi"},

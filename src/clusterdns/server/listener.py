@@ -351,6 +351,13 @@ class Listener:
         if self.router.pacer is not None:
             self.router.pacer.limits = self.limits
 
+    def send_udp(self, wire: bytes, addr: tuple[str, int]) -> None:
+        """Send from this address's own UDP socket (a worker's is bound beside it, so the client
+        cannot tell which process answered)."""
+        t = self._udp
+        if t is not None and not t.is_closing():
+            t.sendto(wire, addr)
+
     def chain_udp(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a UDP query through the chain; beyond the bound the oldest one is cancelled."""
         self._configure()

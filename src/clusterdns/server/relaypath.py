@@ -24,7 +24,7 @@ returns the upstream's reply as it is. So, for a query the fast path does not kn
 Per-query metrics of the hooks (coredns_dns_*) are batched per metrics description as the fast
 path's are (fastmetrics.Bucketed) and folded in by the same flush. Only the main process relays
 (it holds the upstream sockets): queries that worker processes pass on to it are relayed too,
-their answers going back through the worker.
+their answers sent from the main process's own socket beside the worker's.
 """
 
 from __future__ import annotations

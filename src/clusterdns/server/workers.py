@@ -265,7 +265,9 @@ class WorkerPool:
 
 
 class _Passed:
-    """relaypath.Client for a query a worker passed on: answers go back through the worker."""
+    """relaypath.Client for a query a worker passed on. A relayed answer is sent from the main
+    process's own socket, bound to the same address as the worker's: nothing to keep, so the
+    trip back through the worker (a pickle and a system call each way) would only cost."""
 
     __slots__ = ("label", "lst", "p", "pool")
 
@@ -276,7 +278,7 @@ class _Passed:
         self.label = label
 
     def relay_send(self, wire: bytes, addr: tuple[str, int]) -> None:
-        self.pool._send(self.p, ("a", self.label, addr, wire, None, None))
+        self.lst.send_udp(wire, addr)
 
     def relay_handoff(
         self, data: bytes, addr: tuple[str, int], primed: object, start: float
