@@ -245,6 +245,9 @@ class Bench:
             with lib.running(self.clusterdns("s2", manifests, cache=False)) as s2:
                 self.record("2-cluster-nocache", "clusterdns", self.run(s2, cluster_q))
                 self.record("4-external-nocache", "clusterdns", self.run(s2, ext_q))
+            # The relay runs in the main process only: one process is its best case.
+            with lib.running(self.clusterdns("s2-single", manifests, cache=False, workers="0")) as s:
+                self.record("4-external-nocache", one, self.run(s, ext_q))
             if self.coredns_exe:
                 with lib.running(self.coredns("cd2", api_url, cache=False)) as c2:
                     # CoreDNS's start-up beside ClusterDNS's `api_one_process`: same Corefile.
