@@ -246,7 +246,8 @@ class Bench:
                 self.record("2-cluster-nocache", "clusterdns", self.run(s2, cluster_q))
                 self.record("4-external-nocache", "clusterdns", self.run(s2, ext_q))
             # The relay runs in the main process only: one process is its best case.
-            with lib.running(self.clusterdns("s2-single", manifests, cache=False, workers="0")) as s:
+            single = self.clusterdns("s2-single", manifests, cache=False, workers="0")
+            with lib.running(single) as s:
                 self.record("4-external-nocache", one, self.run(s, ext_q))
             if self.coredns_exe:
                 with lib.running(self.coredns("cd2", api_url, cache=False)) as c2:
