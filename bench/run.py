@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--endpoints", type=int)
     p.add_argument("--namespaces", type=int)
     p.add_argument("--seconds", type=float)
-    p.add_argument("--workers", default="auto")
+    p.add_argument("--workers", default="1", help="as the generated manifests (default 1)")
     p.add_argument("--reps", type=int, help="head-to-head runs, taken in turns (median)")
     p.add_argument("--out", type=Path, default=BENCH / "out")
     p.add_argument(

