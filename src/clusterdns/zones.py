@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def is_subdomain(parent: str, child: str) -> bool:
@@ -21,3 +24,18 @@ def longest_match(zones: Iterable[str], qname: str) -> str:
         if is_subdomain(z, qname) and len(z) > len(best):
             best = z
     return best
+
+
+def along(table: Mapping[str, T], qname: str) -> Iterator[tuple[str, T]]:
+    """The entries of `table` keyed by `qname` or one of its parents, most specific first and
+    "." last: CoreDNS's server.ServeDNS walk, label by label (the server's routing and the
+    relay's both take it)."""
+    name = qname
+    while True:
+        v = table.get(name)
+        if v is not None:
+            yield name, v
+        if name == ".":
+            return
+        dot = name.find(".")
+        name = name[dot + 1 :] or "."

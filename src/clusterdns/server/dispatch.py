@@ -27,6 +27,7 @@ from clusterdns.server import fastpath, relaypath
 from clusterdns.server.fastwire import EntryState, query_key
 from clusterdns.server.pacer import Pacer
 from clusterdns.server.wire import Rejected, finish, parse_query, render, stream, udp_limit
+from clusterdns.zones import along
 
 log = logging.getLogger("clusterdns.server")
 
@@ -73,28 +74,18 @@ class Router:
     def route(self, qname: str, qtype: int, req: Request | None = None) -> tuple[str, Block] | None:
         """The zone and block for a query. Blocks with filters (the *view* plugin) take it only
         when their filters pass on `req` (clusterdns.config.Block.select)."""
-        zones = self.zones
         ds: tuple[str, Block] | None = None
-        name = qname
-        while True:
-            b = zones.get(name)
-            if b is not None and (b.filters or b.members is not None):
+        for name, b in along(self.zones, qname):
+            if b.filters or b.members is not None:
                 fastpath.veto("routed by a block filter")  # the answer depends on the client
-                b = b.select(req)
-            if b is not None:
-                if qtype != dns.rdatatype.DS:
-                    return name, b
-                ds = (name, b)
-            if name == ".":
-                break
-            dot = name.find(".")
-            name = name[dot + 1 :] or "."
-        if ds is not None:
-            return ds
-        root = zones.get(".")
-        if root is not None and (root.filters or root.members is not None):
-            root = root.select(req)
-        return (".", root) if root is not None else None
+                chosen = b.select(req)
+                if chosen is None:
+                    continue
+                b = chosen
+            if qtype != dns.rdatatype.DS:
+                return name, b
+            ds = (name, b)
+        return ds
 
     async def handle(
         self, data: bytes, remote: tuple[str, int], local: tuple[str, int], proto: str

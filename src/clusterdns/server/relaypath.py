@@ -40,6 +40,7 @@ from clusterdns import metrics
 from clusterdns.plugin import RelayQuestion, ReplayableHook, WireRecords
 from clusterdns.server.fastmetrics import relayed_for
 from clusterdns.server.fastwire import query_key
+from clusterdns.zones import along
 
 if TYPE_CHECKING:
     from clusterdns.config import Block
@@ -241,21 +242,14 @@ class RelayPath:
 
     def _route(self, qname: str, qtype: int) -> Block | None:
         """Router.route's block for the name, or None (also for a block with filters)."""
-        zones = self.router.zones
         ds: Block | None = None
-        name = qname
-        while True:
-            b = zones.get(name)
-            if b is not None:
-                if b.filters or b.members is not None:
-                    return None
-                if qtype != _DS:
-                    return b
-                ds = b
-            if name == ".":
-                return ds
-            dot = name.find(".")
-            name = name[dot + 1 :] or "."
+        for _, b in along(self.router.zones, qname):
+            if b.filters or b.members is not None:
+                return None
+            if qtype != _DS:
+                return b
+            ds = b
+        return ds
 
     def count(self, job: Job, rcode: int, size: int, duration: float) -> None:
         """The per-query metrics the job's hooks would have reported, batched."""
