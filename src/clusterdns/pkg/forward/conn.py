@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import secrets
 import ssl
 import struct
 import time
@@ -37,6 +38,29 @@ _BARE_RCODES = frozenset(
     {dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.NOTIMP, dns.rcode.REFUSED}
 )
 _QUEUE_MAX = 64
+#: How long an exchange waits for the reply (CoreDNS's readTimeout).
+READ_TIMEOUT = 2.0
+
+
+class _Ids:
+    """Unpredictable query IDs (as miekg/dns's crypto-random dns.Id), read from the kernel
+    in batches: `secrets.randbits` makes a system call per query."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._at = 0
+
+    def __call__(self) -> bytes:
+        at = self._at
+        if at >= len(self._buf):
+            self._buf = secrets.token_bytes(ID_BATCH)
+            at = 0
+        self._at = at + 2
+        return self._buf[at : at + 2]
+
+
+ID_BATCH = 2048
+random_id = _Ids()
 
 
 class UpstreamError(Exception):

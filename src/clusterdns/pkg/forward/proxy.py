@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import ssl
 import time
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from prometheus_client import Counter, Histogram
 
 from clusterdns.pkg.forward import metrics
 from clusterdns.pkg.forward.conn import (
+    READ_TIMEOUT,
     CachedClosed,
     Conn,
     StreamConn,
@@ -45,13 +45,13 @@ from clusterdns.pkg.forward.conn import (
     dial_error,
     exchange,
     hostport,
+    random_id,
     rcode_of,
 )
 from clusterdns.pkg.forward.udprelay import RelaySocket
 
 log = logging.getLogger("clusterdns.plugins.forward")
 
-READ_TIMEOUT = 2.0
 HC_TIMEOUT = 1.0
 MIN_DIAL = 1.0
 MAX_DIAL = 30.0
@@ -66,27 +66,6 @@ class HealthOptions:
     recursion_desired: bool = True
     domain: str = "."
     tcp: bool = False  # force_tcp on a plain DNS upstream: probe over TCP
-
-
-class _Ids:
-    """Unpredictable query IDs (as miekg/dns's crypto-random dns.Id), read from the kernel
-    in batches: `secrets.randbits` makes a system call per query."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._at = 0
-
-    def __call__(self) -> bytes:
-        at = self._at
-        if at >= len(self._buf):
-            self._buf = secrets.token_bytes(ID_BATCH)
-            at = 0
-        self._at = at + 2
-        return self._buf[at : at + 2]
-
-
-ID_BATCH = 2048
-random_id = _Ids()
 
 
 def rcode_text(rcode: int) -> str:

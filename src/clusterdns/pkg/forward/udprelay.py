@@ -31,11 +31,14 @@ import dns.message
 import dns.name
 
 from clusterdns.pkg.forward.conn import (
+    READ_TIMEOUT,
     UpstreamError,
     _strerror,
     _truncated_stub,
     answers,
     hostport,
+    random_id,
+    rcode_of,
 )
 from clusterdns.pkg.forward.relay import REPLIES
 from clusterdns.server.fastwire import walk
@@ -107,8 +110,6 @@ class RelaySocket(asyncio.DatagramProtocol):
         return t is not None and not t.is_closing() and len(self.pending) < MAX_INFLIGHT
 
     def send(self, sent: _Sent, data: bytes) -> None:
-        from clusterdns.pkg.forward.proxy import READ_TIMEOUT, random_id
-
         pending = self.pending
         qid = random_id()
         while qid in pending:
@@ -243,8 +244,6 @@ class StanzaRelay:
         elif not answers(msg, question):
             sock.pending[sent.qid] = sent
             return
-        from clusterdns.pkg.forward.conn import rcode_of
-
         up.observe(rcode_of(msg), time.perf_counter() - sent.t0)
         self._done()
         job.handoff(Primed(self.owner, st, sent.ups, (up, msg), sent.mono))
