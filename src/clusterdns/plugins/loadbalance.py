@@ -83,29 +83,16 @@ def _shuffle(records: list[Record]) -> None:
 
 def round_robin(section: list[dns.rrset.RRset]) -> list[dns.rrset.RRset]:
     """CNAMEs, the rest, shuffled A/AAAA, shuffled MX; regrouped into consecutive RRsets."""
-    records: list[Record] = [(rrset, rd) for rrset in section for rd in rrset]
-    if len(records) <= 1:
+    if sum(len(rrset) for rrset in section) <= 1:
         return section
-    cname: list[Record] = []
-    address: list[Record] = []
-    mx: list[Record] = []
-    rest: list[Record] = []
-    for rec in records:
-        t = rec[0].rdtype
-        if t == dns.rdatatype.CNAME:
-            cname.append(rec)
-        elif t in _ADDRESS:
-            address.append(rec)
-        elif t == dns.rdatatype.MX:
-            mx.append(rec)
-        else:
-            rest.append(rec)
+    cname, address, mx, rest = _split(section)
     _shuffle(address)
     _shuffle(mx)
     return _regroup(cname + rest + address + mx)
 
 
 def _rank(rtype: int) -> int:
+    """A record's place in round_robin's order: CNAME, the rest, A/AAAA, MX."""
     if rtype == dns.rdatatype.CNAME:
         return 0
     if rtype in _ADDRESS:
@@ -147,18 +134,9 @@ def _split(section: list[dns.rrset.RRset]) -> tuple[list[Record], ...]:
     address: list[Record] = []
     mx: list[Record] = []
     rest: list[Record] = []
+    buckets = (cname, rest, address, mx)  # by _rank: round_robin's order
     for rrset in section:
-        t = rrset.rdtype
-        bucket = (
-            cname
-            if t == dns.rdatatype.CNAME
-            else address
-            if t in _ADDRESS
-            else mx
-            if t == dns.rdatatype.MX
-            else rest
-        )
-        bucket.extend((rrset, rd) for rd in rrset)
+        buckets[_rank(rrset.rdtype)].extend((rrset, rd) for rd in rrset)
     return cname, address, mx, rest
 
 

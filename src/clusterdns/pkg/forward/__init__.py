@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 
 from clusterdns.corefile.ast import Directive
 from clusterdns.errors import PluginError
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 #: CoreDNS's overall deadline for one query across all upstreams.
 DEADLINE = 5.0
-_TRANSFER = (251, 252)  # IXFR, AXFR
+_TRANSFER = (dns.rdatatype.IXFR, dns.rdatatype.AXFR)
 
 
 class Forward(Plugin):
