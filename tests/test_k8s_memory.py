@@ -228,6 +228,18 @@ def test_ip_indexes_hold_records_and_tuples_for_shared_ips() -> None:
     assert store.pods_by_ip == {"10.2.0.1": p2} and store.pods_at("10.9.9.9") == ()
 
 
+def test_a_slice_listing_an_ip_twice_is_indexed_once() -> None:
+    """Even apart in its list: each of its addresses with that IP is found once."""
+    store = Store()
+    a = to_endpoint_slice(slice_obj("a-1", ["10.1.0.1", "10.1.0.2", "10.1.0.1"]))
+    b = to_endpoint_slice(slice_obj("b-1", ["10.1.0.1"]))
+    store.replace("Endpoints", [a, b])
+    assert store.endpoints_by_ip["10.1.0.1"] == (a, b)
+    assert store.endpoints_at("10.1.0.1") == [
+        (a, a.addresses[0]), (a, a.addresses[2]), (b, b.addresses[0])
+    ]  # fmt: skip
+
+
 # ---- relists and reloads reuse what the store holds --------------------------------------------
 
 

@@ -178,14 +178,11 @@ class Store:
                 got[rec.key] = rec
             else:
                 self.endpoints_by_service[skey] = {got.key: got, rec.key: rec}
-            seen = ""
             for a in rec.addresses:
-                if a.ip != seen:  # one entry per slice, even for an IP it lists twice
-                    _index(self.endpoints_by_ip, a.ip, rec)
-                    seen = a.ip
+                _index(self.endpoints_by_ip, a.ip, rec)
         elif isinstance(rec, Pod):
             self.pods[rec.key] = rec
-            for ip in dict.fromkeys(rec.ips):
+            for ip in rec.ips:
                 _index(self.pods_by_ip, ip, rec)
         elif isinstance(rec, ServiceImport):
             self.imports[rec.key] = rec
@@ -247,9 +244,12 @@ def _drop(index: dict[str, list[T]], ip: str, match: Callable[[T], bool]) -> Non
 
 
 def _index(index: dict[str, R | tuple[R, ...]], ip: str, rec: R) -> None:
+    """Add `rec` under `ip` once, however often the record lists that IP."""
     got: R | tuple[R, ...] | None = index.get(ip)
     if got is None:
         index[ip] = rec
+    elif got is rec or (isinstance(got, tuple) and any(r is rec for r in got)):
+        return
     elif isinstance(got, tuple):
         index[ip] = got + (rec,)  # noqa: RUF005 (mypy cannot star a constrained TypeVar's tuple)
     else:
