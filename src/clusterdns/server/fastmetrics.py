@@ -130,6 +130,14 @@ class Bucketed:
         self.dsum += duration
         self.buckets[bisect_left(metrics.TIME_BUCKETS, duration)] += 1
 
+    def take(self) -> tuple[int, int, float, list[int]]:
+        """What was added since the last take (as fastwire.Stats.take), and start over."""
+        out = (self.v4, self.v6, self.dsum, self.buckets)
+        self.v4 = self.v6 = 0
+        self.dsum = 0.0
+        self.buckets = [0] * len(out[3])
+        return out
+
 
 _RELAYED: dict[Any, Bucketed] = {}
 
@@ -147,9 +155,6 @@ def flush_local() -> None:
             apply(mkey, *st.take())
     for mkey, b in list(_RELAYED.items()):
         if b.v4 or b.v6:
-            v4, v6, dsum, tb = b.v4, b.v6, b.dsum, b.buckets
-            b.v4 = b.v6 = 0
-            b.dsum = 0.0
-            b.buckets = [0] * len(tb)
+            v4, v6, dsum, tb = b.take()
             RELAYED.labels(mkey[0]).inc(v4 + v6)
             _apply(mkey, v4, v6, dsum, tb)

@@ -109,39 +109,32 @@ class _Udp(asyncio.DatagramProtocol):
                 return
         self.listener.chain_udp(self._answer(data, addr))
 
-    async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
+    async def _answer(
+        self, data: bytes, addr: tuple[str, int], relayed: tuple[object, float] | None = None
+    ) -> None:
+        """Through the chain; `relayed` (primed, start): a query the relay took and hands over
+        (clusterdns.server.relaypath)."""
+        lst = self.listener
         try:
-            wire = await self.listener.router.handle(data, addr, self.listener.local, "udp")
+            if relayed is None:
+                wire = await lst.router.handle(data, addr, lst.local, "udp")
+            else:
+                wire = await lst.router.relayed(data, addr, lst.local, *relayed)
         except backlog.Dropped as e:
-            self.listener.dropped(e.reason)
+            lst.dropped(e.reason)
             return
-        if wire is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(wire, addr)
+        if wire is not None:
+            lst.send_udp(wire, addr)
 
     def relay_send(self, wire: bytes, addr: tuple[str, int]) -> None:
         """relaypath.Client: a relayed answer."""
-        t = self.transport
-        if t is not None and not t.is_closing():
-            t.sendto(wire, addr)
+        self.listener.send_udp(wire, addr)
 
     def relay_handoff(
         self, data: bytes, addr: tuple[str, int], primed: object, start: float
     ) -> None:
         """relaypath.Client: the chain finishes a relayed query, bounded as the others."""
-        self.listener.chain_udp(self.relayed(data, addr, primed, start))
-
-    async def relayed(
-        self, data: bytes, addr: tuple[str, int], primed: object, start: float
-    ) -> None:
-        """The chain finishes a query the relay took (clusterdns.server.relaypath)."""
-        try:
-            lst = self.listener
-            wire = await lst.router.relayed(data, addr, lst.local, primed, start)
-        except backlog.Dropped as e:
-            self.listener.dropped(e.reason)
-            return
-        if wire is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(wire, addr)
+        self.listener.chain_udp(self._answer(data, addr, (primed, start)))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error: %s", exc)
