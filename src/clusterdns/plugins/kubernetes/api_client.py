@@ -244,12 +244,6 @@ class Requester:
             self.conn.refresh_token(force=True)
         return resp
 
-    async def list_page(self, kind: str, namespace: str, **params: Any) -> dict[str, Any]:
-        """One page of a list, decoded whole; raises ApiError/Gone/Unreachable."""
-        page = await self.list_items(kind, namespace, **params)
-        items = list(page.items())
-        return {**page.head, "items": items}
-
     async def list_items(self, kind: str, namespace: str, **params: Any) -> ListPage:
         """One page of a list, its objects decoded one at a time as `items()` yields them;
         raises ApiError/Gone/Unreachable (ApiError from `items()` for undecodable JSON)."""
